@@ -10,7 +10,7 @@ JEST_JSON ?= .tmp/jest-results.json
 all: build
 
 node_modules: package-lock.json
-	npm ci --no-audit --no-fund
+	npm ci --no-audit --no-fund || npm install --no-audit --no-fund
 	@touch node_modules
 
 deps: node_modules
