@@ -1,11 +1,12 @@
 // The trust domain's certificate authority: ECDSA P-256, issuing X.509-SVIDs
 // (exactly one URI SAN, role in the Subject DN for NATS verify_and_map).
 import { randomBytes } from "node:crypto";
-import { mkdir, readFile, writeFile, rename, open } from "node:fs/promises";
-import { join } from "node:path";
+import { mkdir, readFile, rename, open, unlink } from "node:fs/promises";
+import { dirname, join } from "node:path";
 import { x509, generateKeyPair, exportPkcs8Pem, importPkcs8Pem, subtle, SIGN_ALG, EC_ALG } from "./crypto.js";
+import type { CryptoKey } from "./crypto.js";
 import type { SpiffeId } from "./spiffe-id.js";
-import { spiffeId, DEFAULT_TRUST_DOMAIN } from "./spiffe-id.js";
+import { parseSpiffeId, spiffeId, DEFAULT_TRUST_DOMAIN } from "./spiffe-id.js";
 
 export const DEFAULT_SVID_TTL_MS = 60 * 60 * 1000;
 export const DEFAULT_CA_TTL_MS = 10 * 365 * 24 * 60 * 60 * 1000;
@@ -114,7 +115,10 @@ export async function issueSvid(ca: CertificateAuthority, opts: IssueSvidOptions
     extensions: [
       new x509.BasicConstraintsExtension(false, undefined, true),
       new x509.KeyUsagesExtension(x509.KeyUsageFlags.digitalSignature, true),
-      new x509.ExtendedKeyUsageExtension([x509.ExtendedKeyUsage.serverAuth, x509.ExtendedKeyUsage.clientAuth]),
+      new x509.ExtendedKeyUsageExtension([
+        x509.ExtendedKeyUsage.serverAuth,
+        x509.ExtendedKeyUsage.clientAuth,
+      ]),
       new x509.SubjectAlternativeNameExtension(sans, true),
       await x509.SubjectKeyIdentifierExtension.create(publicKey),
       await x509.AuthorityKeyIdentifierExtension.create(ca.cert),
@@ -141,20 +145,41 @@ export async function issueSvid(ca: CertificateAuthority, opts: IssueSvidOptions
 export function uriSanOf(cert: x509.X509Certificate): string {
   const san = cert.getExtension(x509.SubjectAlternativeNameExtension);
   const uris = (san?.names.toJSON() ?? []).filter((n) => n.type === "url").map((n) => n.value);
-  if (uris.length !== 1) throw new CaError(`an X.509-SVID must have exactly one URI SAN (found ${uris.length})`);
+  if (uris.length !== 1)
+    throw new CaError(`an X.509-SVID must have exactly one URI SAN (found ${uris.length})`);
   return uris[0]!;
 }
 
-async function writeFileAtomic(path: string, data: string, mode: number): Promise<void> {
-  const tmp = `${path}.${process.pid}.${Date.now()}.tmp`;
-  const fh = await open(tmp, "w", mode);
+/**
+ * Writes a file so readers see the old or the new content, never a torn one:
+ * temp file in the same dir, fsync, rename, then fsync the dir so the rename
+ * survives a crash.
+ */
+async function writeFileAtomic(path: string, data: string | Uint8Array, mode: number): Promise<void> {
+  const tmp = `${path}.${process.pid}.${randomBytes(6).toString("hex")}.tmp`;
+  const fh = await open(tmp, "wx", mode);
   try {
     await fh.writeFile(data);
+    await fh.chmod(mode); // open's mode is filtered by the umask
     await fh.sync();
-  } finally {
+  } catch (err) {
     await fh.close();
+    await unlink(tmp).catch(() => undefined);
+    throw err;
   }
-  await rename(tmp, path);
+  await fh.close();
+  try {
+    await rename(tmp, path);
+  } catch (err) {
+    await unlink(tmp).catch(() => undefined);
+    throw err;
+  }
+  const dirHandle = await open(dirname(path), "r");
+  try {
+    await dirHandle.sync();
+  } finally {
+    await dirHandle.close();
+  }
 }
 
 export const CA_CERT_FILE = "ca.crt";
@@ -178,9 +203,16 @@ export async function loadCa(dir: string): Promise<CertificateAuthority> {
   const certPem = await readFile(join(dir, CA_CERT_FILE), "utf8");
   const keyPem = await readFile(join(dir, CA_KEY_FILE), "utf8");
   const cert = new x509.X509Certificate(certPem);
-  const tdUri = uriSanOf(cert);
-  const trustDomain = tdUri.replace(/^spiffe:\/\//, "");
+  const trustDomain = parseSpiffeId(uriSanOf(cert)).trustDomain;
+  if (!cert.getExtension(x509.BasicConstraintsExtension)?.ca)
+    throw new CaError(`${CA_CERT_FILE} is not a CA certificate`);
   const privateKey = await importPkcs8Pem(keyPem);
+  // A key that does not belong to the certificate would issue SVIDs nobody can verify.
+  const keyJwk = await subtle.exportKey("jwk", privateKey);
+  const certJwk = await subtle.exportKey("jwk", await cert.publicKey.export(EC_ALG, ["verify"]));
+  if (keyJwk.x !== certJwk.x || keyJwk.y !== certJwk.y) {
+    throw new CaError(`${CA_KEY_FILE} does not match ${CA_CERT_FILE}`);
+  }
   return { trustDomain, cert, certPem: cert.toString("pem"), privateKey };
 }
 
@@ -191,7 +223,11 @@ export async function writeSvidFiles(
   svid: Svid,
 ): Promise<{ cert: string; key: string; bundle: string }> {
   await mkdir(dir, { recursive: true, mode: 0o700 });
-  const paths = { cert: join(dir, `${name}.crt`), key: join(dir, `${name}.key`), bundle: join(dir, "bundle.crt") };
+  const paths = {
+    cert: join(dir, `${name}.crt`),
+    key: join(dir, `${name}.key`),
+    bundle: join(dir, "bundle.crt"),
+  };
   await writeFileAtomic(paths.key, svid.keyPem, 0o600);
   await writeFileAtomic(paths.cert, svid.chainPem, 0o644);
   await writeFileAtomic(paths.bundle, svid.bundlePem, 0o644);

@@ -4,9 +4,12 @@ import "reflect-metadata";
 import { webcrypto } from "node:crypto";
 import * as x509 from "@peculiar/x509";
 
-x509.cryptoProvider.set(webcrypto as unknown as Crypto);
+x509.cryptoProvider.set(webcrypto as unknown as Parameters<typeof x509.cryptoProvider.set>[0]);
 
 export { x509 };
+// The project's lib has no DOM, so WebCrypto's types come from node:crypto.
+export type CryptoKey = webcrypto.CryptoKey;
+export type CryptoKeyPair = webcrypto.CryptoKeyPair;
 export const subtle = webcrypto.subtle;
 export const EC_ALG = { name: "ECDSA", namedCurve: "P-256" } as const;
 export const SIGN_ALG = { name: "ECDSA", hash: "SHA-256" } as const;

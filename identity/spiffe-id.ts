@@ -60,8 +60,10 @@ export function validatePathSegment(segment: string, input = segment): void {
 
 /** Parses and validates a SPIFFE ID; throws SpiffeIdError naming the rule it broke. */
 export function parseSpiffeId(input: string): SpiffeId {
-  if (typeof input !== "string" || input.length === 0) throw new SpiffeIdError("cannot be empty", String(input));
-  if (Buffer.byteLength(input, "utf8") > MAX_ID_BYTES) throw new SpiffeIdError("is longer than 2048 bytes", input);
+  if (typeof input !== "string" || input.length === 0)
+    throw new SpiffeIdError("cannot be empty", String(input));
+  if (Buffer.byteLength(input, "utf8") > MAX_ID_BYTES)
+    throw new SpiffeIdError("is longer than 2048 bytes", input);
   const prefix = "spiffe://";
   if (!input.startsWith(prefix)) {
     throw new SpiffeIdError(
@@ -79,7 +81,7 @@ export function parseSpiffeId(input: string): SpiffeId {
   validateTrustDomain(td);
   if (slash === -1) return makeId(td, []);
   const path = rest.slice(slash);
-  if (path === "/") throw new SpiffeIdError("path cannot have a trailing slash", input);
+  if (path.endsWith("/")) throw new SpiffeIdError("path cannot have a trailing slash", input);
   const segments = path.slice(1).split("/");
   for (const s of segments) validatePathSegment(s, input);
   return makeId(td, segments);
@@ -109,7 +111,8 @@ export function principalOf(id: SpiffeId): Principal {
   const n = id.segments.length;
   if (a === "controller" && n === 3 && b && c) return { kind: "controller", name: b, instance: c };
   if (a === "node" && n === 2 && b) return { kind: "node", nodeId: b };
-  if (a === "ns" && n === 5 && b && c && d && e) return { kind: "workload", ns: b, workloadKind: c, parent: d, pod: e };
+  if (a === "ns" && n === 5 && b && c && d && e)
+    return { kind: "workload", ns: b, workloadKind: c, parent: d, pod: e };
   if (a === "user" && n === 2 && b) return { kind: "user", name: b };
   return { kind: "other" };
 }
