@@ -1,0 +1,332 @@
+// Capacity ledger of one node: every bid reserves what it offers, an award
+// binds the reservation, a lost bid / removal / expiry releases it. The
+// invariant, checked by `reserve` and kept by `bind`: the sum of charges never
+// exceeds allocatable in any dimension, so concurrent bids cannot overcommit.
+//
+// A preempting reservation charges only its excess over its victims
+// (max(0, request - victims) per dimension) while the victims, still running,
+// charge in full; its victims become unavailable to other bids. On award the
+// victims are removed and the task charges in full, which fits because
+// request <= victims + excess. On loss the victims simply stay. The I/O layer
+// must evict the victims before it starts the preempting pod.
+import { evaluateTask, toVictim } from "./bid.js";
+import type { BidDecision, EvaluateOptions } from "./bid.js";
+import { checkFit, reasonStrings } from "./fit.js";
+import type { NodeView, PlacementTask, PodOnNode, PortRequest, Resources, Taint, Victim } from "./types.js";
+
+export interface LedgerNode {
+  node_id: string;
+  labels: Record<string, string>;
+  taints: Taint[];
+  allocatable: Resources;
+}
+
+export interface LedgerOptions {
+  /** How long a bid's reservation is held without an award (default 5000 ms). */
+  bidHoldMs?: number;
+}
+
+export const DEFAULT_BID_HOLD_MS = 5000;
+
+/** Name and labels of the pod a task would become (from its manifest). */
+export interface PodMeta {
+  pod?: string;
+  labels?: Record<string, string>;
+}
+
+type EntryState = "reserved" | "bound";
+
+interface Entry {
+  task_id: string;
+  ns: string;
+  parent: string;
+  pod: string;
+  priority: number;
+  labels: Record<string, string>;
+  ports: PortRequest[];
+  request: Resources;
+  charge: Resources;
+  state: EntryState;
+  victims: string[];
+  earmarkedBy: string | null;
+  addedAtMs: number;
+  expiresAtMs: number | null;
+}
+
+export type ReserveResult = { ok: true } | { ok: false; reasons: string[] };
+export type BindResult = { ok: true; evict: Victim[] } | { ok: false; reason: string };
+
+function requestOf(task: PlacementTask): Resources {
+  return { cpu_millis: task.reqs.cpu_millis, memory_bytes: task.reqs.memory_bytes, pods: 1 };
+}
+
+function sub0(a: Resources, b: Resources): Resources {
+  return {
+    cpu_millis: Math.max(0, a.cpu_millis - b.cpu_millis),
+    memory_bytes: Math.max(0, a.memory_bytes - b.memory_bytes),
+    pods: Math.max(0, a.pods - b.pods),
+  };
+}
+
+function add(a: Resources, b: Resources): Resources {
+  return {
+    cpu_millis: a.cpu_millis + b.cpu_millis,
+    memory_bytes: a.memory_bytes + b.memory_bytes,
+    pods: a.pods + b.pods,
+  };
+}
+
+const ZERO: Resources = { cpu_millis: 0, memory_bytes: 0, pods: 0 };
+
+export class CapacityLedger {
+  private node: LedgerNode;
+  private readonly entries = new Map<string, Entry>();
+  private readonly bidHoldMs: number;
+
+  constructor(node: LedgerNode, options: LedgerOptions = {}) {
+    this.node = { ...node };
+    this.bidHoldMs = options.bidHoldMs ?? DEFAULT_BID_HOLD_MS;
+  }
+
+  /** New labels, taints or allocatable (existing entries stay; a shrink may leave the node over until pods go). */
+  updateNode(node: Partial<Omit<LedgerNode, "node_id">>): void {
+    this.node = { ...this.node, ...node };
+  }
+
+  view(): NodeView {
+    return { ...this.node, pods: [...this.entries.values()].map((e) => this.toPod(e)) };
+  }
+
+  used(): Resources {
+    let used = ZERO;
+    for (const e of this.entries.values()) used = add(used, e.charge);
+    return used;
+  }
+
+  has(taskId: string): boolean {
+    return this.entries.has(taskId);
+  }
+
+  stateOf(taskId: string): EntryState | undefined {
+    return this.entries.get(taskId)?.state;
+  }
+
+  /** Evaluate a task against the current view (no reservation). */
+  evaluate(task: PlacementTask, options?: EvaluateOptions): BidDecision {
+    return evaluateTask(task, this.view(), options);
+  }
+
+  /**
+   * Evaluate and, when the node can take the task (fitting or by preemption),
+   * reserve it. The returned decision is what the Bid carries.
+   */
+  bid(task: PlacementTask, nowMs: number, meta: PodMeta = {}, options?: EvaluateOptions): BidDecision {
+    const existing = this.entries.get(task.task_id);
+    if (existing !== undefined) {
+      // A repeated task (republished attempt): re-evaluate without our own entry, keep the hold.
+      this.entries.delete(task.task_id);
+      const decision = this.evaluate(task, options);
+      this.entries.set(task.task_id, existing);
+      return decision;
+    }
+    const decision = this.evaluate(task, options);
+    if (decision.fit || decision.victims !== undefined) {
+      const victims = (decision.victims ?? []).map((v) => v.task_id);
+      const reserved = this.reserve(task, nowMs, meta, victims);
+      if (!reserved.ok) return { fit: false, score: 0, reasons: reserved.reasons };
+    }
+    return decision;
+  }
+
+  /** Hold capacity for a bid. Refuses anything that would overcommit the node. */
+  reserve(
+    task: PlacementTask,
+    nowMs: number,
+    meta: PodMeta = {},
+    victimTaskIds: readonly string[] = [],
+  ): ReserveResult {
+    if (this.entries.has(task.task_id)) return { ok: true };
+    const victims: Entry[] = [];
+    for (const id of new Set(victimTaskIds)) {
+      const v = this.entries.get(id);
+      if (v === undefined || v.state !== "bound" || v.earmarkedBy !== null || v.priority >= task.priority) {
+        return {
+          ok: false,
+          reasons: [`InvalidVictim: ${id} is not a preemptible pod of lower priority here`],
+        };
+      }
+      victims.push(v);
+    }
+    const victimSet = new Set(victims);
+    const view: NodeView = {
+      ...this.node,
+      pods: [...this.entries.values()].filter((e) => !victimSet.has(e)).map((e) => this.toPod(e)),
+    };
+    const fit = checkFit(task, view);
+    if (!fit.fit) return { ok: false, reasons: reasonStrings(fit.reasons) };
+
+    const request = requestOf(task);
+    const victimCharge = victims.reduce((acc, v) => add(acc, v.charge), ZERO);
+    const charge = victims.length > 0 ? sub0(request, victimCharge) : request;
+    for (const v of victims) v.earmarkedBy = task.task_id;
+    this.entries.set(task.task_id, {
+      task_id: task.task_id,
+      ns: task.ns,
+      parent: task.parent,
+      pod: meta.pod ?? task.task_id,
+      priority: task.priority,
+      labels: { ...(meta.labels ?? {}) },
+      ports: task.reqs.ports.map((p) => ({ ...p })),
+      request,
+      charge,
+      state: "reserved",
+      victims: victims.map((v) => v.task_id),
+      earmarkedBy: null,
+      addedAtMs: nowMs,
+      expiresAtMs: nowMs + this.bidHoldMs,
+    });
+    return { ok: true };
+  }
+
+  /** The award arrived: evict the victims (returned) and charge the task in full. */
+  bind(taskId: string): BindResult {
+    const e = this.entries.get(taskId);
+    if (e === undefined) return { ok: false, reason: `no reservation for ${taskId}` };
+    if (e.state === "bound") return { ok: true, evict: [] };
+    const evict: Victim[] = [];
+    for (const id of e.victims) {
+      const v = this.entries.get(id);
+      if (v !== undefined) {
+        evict.push(toVictim(this.toPod(v)));
+        this.entries.delete(id);
+      }
+    }
+    e.victims = [];
+    e.charge = e.request;
+    e.state = "bound";
+    e.expiresAtMs = null;
+    return { ok: true, evict };
+  }
+
+  /**
+   * Record a pod that already runs (restart recovery). Returns false when it
+   * does not fit the recorded capacity; it is recorded anyway, since it runs.
+   */
+  addRunning(
+    pod: {
+      task_id: string;
+      ns: string;
+      parent: string;
+      pod: string;
+      priority: number;
+      labels?: Record<string, string>;
+      reqs: PlacementTask["reqs"];
+    },
+    nowMs: number,
+  ): boolean {
+    const request: Resources = {
+      cpu_millis: pod.reqs.cpu_millis,
+      memory_bytes: pod.reqs.memory_bytes,
+      pods: 1,
+    };
+    const after = add(this.used(), request);
+    const within =
+      after.cpu_millis <= this.node.allocatable.cpu_millis &&
+      after.memory_bytes <= this.node.allocatable.memory_bytes &&
+      after.pods <= this.node.allocatable.pods;
+    this.entries.set(pod.task_id, {
+      task_id: pod.task_id,
+      ns: pod.ns,
+      parent: pod.parent,
+      pod: pod.pod,
+      priority: pod.priority,
+      labels: { ...(pod.labels ?? {}) },
+      ports: pod.reqs.ports.map((p) => ({ ...p })),
+      request,
+      charge: request,
+      state: "bound",
+      victims: [],
+      earmarkedBy: null,
+      addedAtMs: nowMs,
+      expiresAtMs: null,
+    });
+    return within;
+  }
+
+  /** Lost bid, failed start or removed pod: give the capacity back (and free any earmarked victims). */
+  release(taskId: string): boolean {
+    const e = this.entries.get(taskId);
+    if (e === undefined) return false;
+    for (const id of e.victims) {
+      const v = this.entries.get(id);
+      if (v !== undefined && v.earmarkedBy === taskId) v.earmarkedBy = null;
+    }
+    if (e.earmarkedBy !== null) {
+      // A victim went away on its own: the preempting reservation now needs its full charge.
+      const holder = this.entries.get(e.earmarkedBy);
+      if (holder !== undefined) {
+        holder.victims = holder.victims.filter((id) => id !== taskId);
+        this.entries.delete(taskId);
+        this.recharge(holder);
+        return true;
+      }
+    }
+    this.entries.delete(taskId);
+    return true;
+  }
+
+  /** Release reservations whose bid hold ran out; returns their task ids. */
+  expire(nowMs: number): string[] {
+    const expired: string[] = [];
+    for (const e of [...this.entries.values()]) {
+      if (e.state === "reserved" && e.expiresAtMs !== null && e.expiresAtMs <= nowMs) {
+        this.release(e.task_id);
+        expired.push(e.task_id);
+      }
+    }
+    return expired;
+  }
+
+  /** Earliest reservation expiry, for the driver's timer. */
+  nextExpiryMs(): number | null {
+    let next: number | null = null;
+    for (const e of this.entries.values()) {
+      if (e.expiresAtMs !== null && (next === null || e.expiresAtMs < next)) next = e.expiresAtMs;
+    }
+    return next;
+  }
+
+  private recharge(holder: Entry): void {
+    const victimCharge = holder.victims
+      .map((id) => this.entries.get(id)?.charge ?? ZERO)
+      .reduce((acc, c) => add(acc, c), ZERO);
+    const wanted = holder.victims.length > 0 ? sub0(holder.request, victimCharge) : holder.request;
+    const others = sub0(this.used(), holder.charge);
+    const after = add(others, wanted);
+    if (
+      after.cpu_millis <= this.node.allocatable.cpu_millis &&
+      after.memory_bytes <= this.node.allocatable.memory_bytes &&
+      after.pods <= this.node.allocatable.pods
+    ) {
+      holder.charge = wanted;
+    } else {
+      // The freed room was taken meanwhile: the preempting bid can no longer be honoured.
+      this.release(holder.task_id);
+    }
+  }
+
+  private toPod(e: Entry): PodOnNode {
+    return {
+      task_id: e.task_id,
+      ns: e.ns,
+      parent: e.parent,
+      pod: e.pod,
+      priority: e.priority,
+      labels: e.labels,
+      charge: e.charge,
+      ports: e.ports,
+      started_at_ms: e.addedAtMs,
+      preemptible: e.state === "bound" && e.earmarkedBy === null,
+    };
+  }
+}
