@@ -1,0 +1,358 @@
+// Heal time of watchdog-kept Deployments (DESIGN §4) with the default
+// timings (1 s heartbeats, peers dead after 3 intervals, task lease TTL 3 s),
+// through the real path: nats-server, node agents on fake runtimes, a
+// lease-keeper, one in-process watchdog per pod (test/integration/watchdog-mesh.ts).
+//   - app crash: the app container exits; heal = until the Deployment runs
+//     `replicas` pods again without the crashed one, every watchdog running.
+//   - node loss: a node agent and all its pods vanish; heal = the same, per
+//     Deployment that had a pod there.
+// Then one real watchdog process (built with tsc) idles for ~10 s beside a
+// nats-server: its VmRSS and CPU time from /proc.
+// Node-loss rounds are spaced by the clone-slot TTL, so a lost pod's slot has
+// expired before the next loss and each heal is measured alone.
+// Run: npx tsx bench/heal.ts [--runs 100] [--deployments 30] [--out bench/results/heal.json]
+import { spawn, execFile } from "node:child_process";
+import { mkdtemp, mkdir, readFile, writeFile, copyFile, rm } from "node:fs/promises";
+import { tmpdir, cpus } from "node:os";
+import { dirname, join, resolve } from "node:path";
+import { fileURLToPath } from "node:url";
+import { parseArgs, promisify } from "node:util";
+import { WatchdogMesh, sampleDeployment } from "../test/integration/watchdog-mesh.js";
+import { startNats } from "../test/helpers/nats-server.js";
+import { busAs } from "../test/helpers/bus.js";
+import { writeSvidFiles } from "../identity/ca.js";
+import { ensureSchedulingInfra } from "../controllers/common/nats-setup.js";
+import { renderWorkload } from "../controllers/dispatcher/fanout/render.js";
+import { BUCKETS, kvKeys, parseBeemeshDeployment } from "../protocol/index.js";
+import { defaultWatchdogOptions, mulberry32 } from "../controllers/watchdog/logic/index.js";
+
+const execFileP = promisify(execFile);
+const repo = resolve(dirname(fileURLToPath(import.meta.url)), "..");
+
+const { values: args } = parseArgs({
+  options: {
+    runs: { type: "string", default: "100" },
+    deployments: { type: "string", default: "30" },
+    replicas: { type: "string", default: "3" },
+    nodes: { type: "string", default: "8" },
+    "idle-seconds": { type: "string", default: "10" },
+    "max-seconds": { type: "string", default: "900" },
+    out: { type: "string", default: join(repo, "bench/results/heal.json") },
+    /** Run one part only (development): crash, node-loss or idle. */
+    only: { type: "string" },
+  },
+});
+const RUNS = Number(args.runs);
+const DEPLOYMENTS = Number(args.deployments);
+const REPLICAS = Number(args.replicas);
+const NODES = Number(args.nodes);
+const IDLE_S = Number(args["idle-seconds"]);
+const DEADLINE = performance.now() + Number(args["max-seconds"]) * 1000;
+
+const SLOT_TTL_MS = defaultWatchdogOptions().slotTtlMs;
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+function percentile(sorted: readonly number[], p: number): number {
+  if (sorted.length === 0) return NaN;
+  const i = Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1));
+  return sorted[i]!;
+}
+
+function summary(samples: number[]) {
+  const s = [...samples].sort((a, b) => a - b);
+  const round = (v: number) => Math.round(v);
+  return {
+    runs: s.length,
+    p50_ms: round(percentile(s, 50)),
+    p90_ms: round(percentile(s, 90)),
+    p99_ms: round(percentile(s, 99)),
+    min_ms: round(s[0] ?? NaN),
+    max_ms: round(s[s.length - 1] ?? NaN),
+    mean_ms: round(s.reduce((a, b) => a + b, 0) / Math.max(1, s.length)),
+  };
+}
+
+const names = Array.from({ length: DEPLOYMENTS }, (_, i) => `b${i}`);
+
+function healthy(mesh: WatchdogMesh, parent: string, without: ReadonlySet<string>): boolean {
+  const live = mesh.live(parent);
+  return live.length === REPLICAS && live.every((p) => !without.has(p)) && mesh.watchdogsSettled(parent);
+}
+
+async function waitAll(mesh: WatchdogMesh, timeoutMs: number): Promise<void> {
+  const end = performance.now() + timeoutMs;
+  while (!names.every((n) => healthy(mesh, n, new Set()))) {
+    if (performance.now() > end) throw new Error(`bench: deployments not settled after ${timeoutMs} ms`);
+    await sleep(20);
+  }
+}
+
+/** Waits until each parent is healthy again, recording the time from t0 for each. */
+async function healTimes(
+  mesh: WatchdogMesh,
+  t0: number,
+  parents: Map<string, Set<string>>,
+  timeoutMs: number,
+): Promise<number[]> {
+  const out: number[] = [];
+  const open = new Map(parents);
+  const end = t0 + timeoutMs;
+  while (open.size > 0) {
+    for (const [parent, gone] of open) {
+      if (healthy(mesh, parent, gone)) {
+        out.push(performance.now() - t0);
+        open.delete(parent);
+      }
+    }
+    if (performance.now() > end)
+      throw new Error(`bench: ${[...open.keys()].join(",")} not healed after ${timeoutMs} ms`);
+    await sleep(5);
+  }
+  return out;
+}
+
+async function deployAll(mesh: WatchdogMesh): Promise<void> {
+  for (const n of names)
+    await mesh.deploy(sampleDeployment(n, REPLICAS, `uid-${n}`, "localhost/app:v1", { spread: true }));
+  await waitAll(mesh, 60_000);
+  await sleep(3000); // every replica has heard the others and holds a slot
+}
+
+async function crashBench(): Promise<{ samples: number[] }> {
+  const mesh = await WatchdogMesh.start({
+    nodes: NODES,
+    defaults: true,
+    probePeriodMs: 1000,
+    readyDelayMs: 0,
+  });
+  const rnd = mulberry32(7);
+  const samples: number[] = [];
+  try {
+    await deployAll(mesh);
+    const perRound = Math.min(10, DEPLOYMENTS);
+    while (samples.length < RUNS && performance.now() < DEADLINE) {
+      const picked = [...names].sort(() => rnd() - 0.5).slice(0, Math.min(perRound, RUNS - samples.length));
+      const gone = new Map<string, Set<string>>();
+      const t0 = performance.now();
+      for (const parent of picked) {
+        const pods = mesh.live(parent);
+        const victim = pods[Math.floor(rnd() * pods.length)]!;
+        gone.set(parent, new Set([victim]));
+        mesh.crash(victim);
+      }
+      samples.push(...(await healTimes(mesh, t0, gone, 30_000)));
+      await waitAll(mesh, 30_000);
+      await sleep(1000);
+      process.stderr.write(`crash: ${samples.length}/${RUNS}\n`);
+    }
+  } finally {
+    await mesh.stop();
+  }
+  return { samples };
+}
+
+async function nodeLossBench(): Promise<{ samples: number[]; nodesLost: number }> {
+  const mesh = await WatchdogMesh.start({
+    nodes: NODES,
+    defaults: true,
+    probePeriodMs: 1000,
+    readyDelayMs: 0,
+  });
+  const rnd = mulberry32(11);
+  const samples: number[] = [];
+  let nodesLost = 0;
+  let nextNode = NODES + 1;
+  try {
+    await deployAll(mesh);
+    while (samples.length < RUNS && performance.now() < DEADLINE) {
+      const nodeIds = mesh.nodeIds();
+      const victim = nodeIds[Math.floor(rnd() * nodeIds.length)]!;
+      const t0 = performance.now();
+      const lost = await mesh.loseNode(victim);
+      nodesLost++;
+      const gone = new Map<string, Set<string>>();
+      for (const pod of lost) {
+        const rec = mesh.livePods().get(pod);
+        if (rec === undefined) continue;
+        const set = gone.get(rec.parent) ?? new Set<string>();
+        set.add(pod);
+        gone.set(rec.parent, set);
+      }
+      // A machine comes back in its place, so capacity (and spreading) stays the same.
+      await mesh.addNode(`node-${nextNode++}`);
+      samples.push(...(await healTimes(mesh, t0, gone, 60_000)));
+      await waitAll(mesh, 30_000);
+      // The lost pods' slots are only freed by expiry (a dead holder cannot release).
+      await sleep(Math.max(0, SLOT_TTL_MS + 1000 - (performance.now() - t0)));
+      process.stderr.write(`node loss: ${samples.length}/${RUNS} (${nodesLost} nodes lost)\n`);
+    }
+  } finally {
+    await mesh.stop();
+  }
+  return { samples: samples.slice(0, RUNS), nodesLost };
+}
+
+// ------------------------------------------------------------ idle process ---
+
+async function buildWatchdog(): Promise<string> {
+  const out = join(repo, "node_modules/.cache/beemesh-bench/dist");
+  await rm(out, { recursive: true, force: true });
+  // tsc emits even when someone else's file in the tree has a type error; only the watchdog's tree matters.
+  await execFileP(
+    join(repo, "node_modules/.bin/tsc"),
+    ["-p", join(repo, "tsconfig.build.json"), "--outDir", out, "--sourceMap", "false"],
+    {
+      cwd: repo,
+      timeout: 180_000,
+    },
+  ).catch((err: unknown) => {
+    process.stderr.write(
+      `tsc reported errors (emitting anyway): ${String((err as { stdout?: string }).stdout ?? err).slice(0, 2000)}\n`,
+    );
+  });
+  await mkdir(join(out, "identity/workload-api"), { recursive: true });
+  await copyFile(
+    join(repo, "identity/workload-api/workload.proto"),
+    join(out, "identity/workload-api/workload.proto"),
+  );
+  return join(out, "controllers/watchdog/main.js");
+}
+
+function procStat(pid: number): Promise<{ cpuTicks: number }> {
+  return readFile(`/proc/${pid}/stat`, "utf8").then((text) => {
+    // Fields after the command name (which may hold spaces) start at ") ".
+    const rest = text.slice(text.lastIndexOf(")") + 2).split(" ");
+    return { cpuTicks: Number(rest[11]) + Number(rest[12]) };
+  });
+}
+
+async function vmRssKb(pid: number): Promise<number> {
+  const status = await readFile(`/proc/${pid}/status`, "utf8");
+  return Number(/VmRSS:\s+(\d+)\s+kB/.exec(status)?.[1] ?? NaN);
+}
+
+async function idleBench(): Promise<Record<string, unknown>> {
+  const mainJs = await buildWatchdog();
+  const nats = await startNats();
+  const dir = await mkdtemp(join(tmpdir(), "beemesh-heal-bench-"));
+  let child: ReturnType<typeof spawn> | undefined;
+  try {
+    const dispatcher = await busAs(nats, "dispatcher");
+    await ensureSchedulingInfra(dispatcher.bus.nc, { storage: "memory" });
+    const parsed = parseBeemeshDeployment(sampleDeployment("idle", 1, "uid-idle"));
+    if (!parsed.ok) throw parsed.error;
+    const obj = parsed.value;
+    const r = renderWorkload(obj, { natsUrl: nats.url });
+    const objects = await dispatcher.bus.kvm.open(BUCKETS.objects);
+    const manifests = await dispatcher.bus.kvm.open(BUCKETS.manifests);
+    for (const m of r.manifests) await manifests.put(m.key, m.bytes);
+    await objects.put(
+      kvKeys.object("beemeshdeployments", "default", "idle"),
+      new TextEncoder().encode(JSON.stringify(obj)),
+    );
+    await dispatcher.bus.close();
+
+    const svid = await nats.issue("watchdog", "ns", "default", "deployment", "idle", "idle-0");
+    await writeSvidFiles(dir, "svid", svid);
+    const env = {
+      PATH: process.env["PATH"] ?? "",
+      BEEMESH_NATS_URL: nats.url,
+      BEEMESH_NAMESPACE: "default",
+      BEEMESH_PARENT: "idle",
+      BEEMESH_PARENT_UID: "uid-idle",
+      BEEMESH_GENERATION: "1",
+      BEEMESH_TEMPLATE_HASH: r.templateHash,
+      BEEMESH_WATCHDOG_INTERVAL_MS: "1000",
+      BEEMESH_POD_NAME: "idle-0",
+      BEEMESH_NODE_ID: "node-1",
+      BEEMESH_SVID_DIR: dir,
+      BEEMESH_LOG_LEVEL: "warn",
+    };
+    child = spawn(process.execPath, [mainJs], { env, stdio: ["ignore", "ignore", "pipe"] });
+    let stderr = "";
+    child.stderr?.on("data", (d: Buffer) => (stderr = (stderr + d.toString()).slice(-4000)));
+    const pid = child.pid!;
+    await sleep(3000); // start-up (module loading, TLS, KV reads) is not idle time
+    if (child.exitCode !== null) throw new Error(`watchdog exited: ${stderr}`);
+    const t1 = performance.now();
+    const s1 = await procStat(pid);
+    await sleep(IDLE_S * 1000);
+    const s2 = await procStat(pid);
+    const t2 = performance.now();
+    const rssKb = await vmRssKb(pid);
+    const clkTck = Number((await execFileP("getconf", ["CLK_TCK"])).stdout.trim()) || 100;
+    const cpuSeconds = (s2.cpuTicks - s1.cpuTicks) / clkTck;
+    const wall = (t2 - t1) / 1000;
+    return {
+      process: `node ${process.version} ${mainJs.slice(repo.length + 1)} (tsc build)`,
+      idle_seconds: Math.round(wall * 10) / 10,
+      vm_rss_mb: Math.round((rssKb / 1024) * 10) / 10,
+      cpu_seconds: Math.round(cpuSeconds * 1000) / 1000,
+      cpu_percent: Math.round((cpuSeconds / wall) * 100 * 100) / 100,
+      heartbeat_interval_ms: 1000,
+    };
+  } finally {
+    if (child !== undefined && child.exitCode === null) {
+      const exited = new Promise((r) => child!.once("exit", r));
+      child.kill("SIGTERM");
+      const t = setTimeout(() => child!.kill("SIGKILL"), 5000);
+      await exited;
+      clearTimeout(t);
+    }
+    await nats.stop();
+    await rm(dir, { recursive: true, force: true });
+  }
+}
+
+async function main(): Promise<void> {
+  const started = performance.now();
+  const only = args.only;
+  const crash = only === undefined || only === "crash" ? await crashBench() : { samples: [] };
+  const nodeLoss =
+    only === undefined || only === "node-loss" ? await nodeLossBench() : { samples: [], nodesLost: 0 };
+  const idle = only === undefined || only === "idle" ? await idleBench() : {};
+  const result = {
+    bench: "heal",
+    date: new Date().toISOString(),
+    machine: { cpus: cpus().length, model: cpus()[0]?.model ?? "", node: process.version },
+    setup: {
+      deployments: DEPLOYMENTS,
+      replicas: REPLICAS,
+      nodes: NODES,
+      runtime: "fake",
+      watchdog: (({ intervalMs, ttlIntervals, slotRenewMs, slotTtlMs }) => ({
+        interval_ms: intervalMs,
+        ttl_intervals: ttlIntervals,
+        slot_renew_ms: slotRenewMs,
+        slot_ttl_ms: slotTtlMs,
+      }))(defaultWatchdogOptions()),
+      task_lease_ttl_ms: 3000,
+      selection_window_ms: "250 ± 100",
+      spread: "required pod anti-affinity: one replica per node",
+    },
+    app_crash: {
+      ...summary(crash.samples),
+      how: "app container exits; its watchdog hands its slot to a clone at once",
+    },
+    node_loss: {
+      ...summary(nodeLoss.samples),
+      nodes_lost: nodeLoss.nodesLost,
+      how: "agent and its pods vanish; peers notice after the heartbeat TTL, the leader clones",
+    },
+    idle_watchdog: idle,
+    total_seconds: Math.round((performance.now() - started) / 1000),
+  };
+  await mkdir(dirname(args.out), { recursive: true });
+  await writeFile(args.out, JSON.stringify(result, null, 2) + "\n");
+  process.stdout.write(JSON.stringify(result, null, 2) + "\n");
+}
+
+main().then(
+  () => process.exit(0),
+  (err: unknown) => {
+    process.stderr.write(
+      `bench/heal failed: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`,
+    );
+    process.exit(1);
+  },
+);

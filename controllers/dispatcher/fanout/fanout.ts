@@ -1,0 +1,308 @@
+// The fan-out (DESIGN §3.1): for a workload's current generation, store the
+// rendered manifests, then publish the Tasks its plan calls for, recording
+// progress in a dispatch record so any dispatcher, restarted or not, carries on
+// where the last stopped. Re-publishing is safe: task ids are deterministic and
+// the stream drops a repeated Nats-Msg-Id within its dedup window.
+import {
+  deterministicTaskId,
+  shardOf,
+  subjects,
+  type ProviderRecord,
+  type Task,
+  type Workload,
+  type WorkloadKind,
+} from "../../../protocol/index.js";
+import type { Logger } from "../../common/log.js";
+import { planFanout, type DispatchRecord, type FanoutPlan, type PlanReason } from "./plan.js";
+import {
+  RecordConflictError,
+  type EventPublisher,
+  type ManifestWriter,
+  type PodRemover,
+  type ProviderDirectory,
+  type RecordRef,
+  type RecordStore,
+  type StoredRecord,
+  type TaskPublisher,
+} from "./ports.js";
+import { buildTask, renderWorkload, type RenderOptions, type RenderedWorkload } from "./render.js";
+
+export interface FanoutHooks {
+  /** After a reconcile stored its manifests, before its first Task; a throw aborts it (a crash point for tests). */
+  afterManifestsStored?(r: RenderedWorkload): void | Promise<void>;
+  /** After each Task the stream acknowledged; `index` counts from 0 within one reconcile. */
+  afterTaskPublished?(task: Task, index: number): void | Promise<void>;
+}
+
+export interface FanoutOptions {
+  tasks: TaskPublisher;
+  manifests: ManifestWriter;
+  records: RecordStore;
+  /** Needed to remove StatefulSet members on scale-down and pods of deleted workloads. */
+  providers?: ProviderDirectory;
+  remover?: PodRemover;
+  events?: EventPublisher;
+  render: RenderOptions;
+  prefix?: string;
+  /** Number of task shards (`<prefix>.scheduler.tasks.<0..shards-1>`). */
+  shards: number;
+  /** Wall clock in ms (Task.ts, record ts). */
+  now: () => number;
+  nonce: () => string;
+  logger: Logger;
+  /** Tasks in flight at once (default 32). */
+  publishConcurrency?: number;
+  /** Record progress after this many Tasks (default 256), so a restart re-publishes at most this many. */
+  checkpointEvery?: number;
+  hooks?: FanoutHooks;
+}
+
+export interface ReconcileResult {
+  readonly reason: PlanReason | "deleting";
+  readonly generation: number;
+  readonly published: number;
+  readonly duplicates: number;
+  readonly removed: number;
+  /** The dispatch record after this reconcile (absent for an object being deleted). */
+  readonly record?: DispatchRecord;
+}
+
+export interface GoneWorkload {
+  kind: WorkloadKind;
+  ns: string;
+  name: string;
+  /** Absent when the store no longer knew the object's last state. */
+  uid?: string;
+  generation?: number;
+}
+
+export interface RetireResult {
+  readonly asked: number;
+  readonly removed: number;
+}
+
+export class FanoutError extends Error {
+  override readonly name = "FanoutError";
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(`dispatcher-fanout: ${message}`, options);
+  }
+}
+
+const MAX_RECORD_ATTEMPTS = 5;
+
+export function workloadKey(ref: RecordRef): string {
+  return `${ref.kind}/${ref.ns}/${ref.name}`;
+}
+
+export class Fanout {
+  private readonly o: FanoutOptions;
+  private readonly subjects: ReturnType<typeof subjects>;
+  private readonly concurrency: number;
+  private readonly checkpointEvery: number;
+
+  constructor(opts: FanoutOptions) {
+    if (!Number.isSafeInteger(opts.shards) || opts.shards < 1)
+      throw new FanoutError(`shards must be >= 1, got ${opts.shards}`);
+    this.o = opts;
+    this.subjects = subjects(opts.prefix);
+    this.concurrency = Math.max(1, opts.publishConcurrency ?? 32);
+    this.checkpointEvery = Math.max(1, opts.checkpointEvery ?? 256);
+  }
+
+  /** Level-based: brings the published Tasks of `w` up to its current generation. */
+  async reconcile(w: Workload): Promise<ReconcileResult> {
+    const generation = w.metadata.generation ?? 1;
+    if (w.metadata.deletionTimestamp !== undefined) {
+      return { reason: "deleting", generation, published: 0, duplicates: 0, removed: 0 };
+    }
+    const r = renderWorkload(w, this.o.render);
+    const ref: RecordRef = { kind: r.kind, ns: r.ns, name: r.name };
+    const log = this.o.logger.child({ workload: workloadKey(ref), generation });
+    let stored = await this.o.records.get(ref);
+    const plan = planFanout(
+      { kind: r.kind, uid: r.uid, generation, replicas: r.replicas, templateHash: r.templateHash },
+      stored?.record,
+    );
+    if (!plan.writeRecord) {
+      log.debug("fan-out: nothing to do", { reason: plan.reason });
+      return {
+        reason: plan.reason,
+        generation,
+        published: 0,
+        duplicates: 0,
+        removed: 0,
+        ...(stored ? { record: stored.record } : {}),
+      };
+    }
+    // Manifests first: a node that receives a Task must find its manifest.
+    for (const m of r.manifests) await this.o.manifests.storeManifest(m.key, m.bytes);
+    await this.o.hooks?.afterManifestsStored?.(r);
+
+    const removed =
+      plan.removeOrdinalsFrom !== undefined ? await this.removeMembers(r, plan.removeOrdinalsFrom, log) : 0;
+    const base = (next: number): DispatchRecord => ({
+      kind: r.kind,
+      ns: r.ns,
+      name: r.name,
+      ...plan.record,
+      next,
+      manifests: r.manifests.map((m) => ({ key: m.key, sha256: m.sha256 })),
+      ts: this.o.now(),
+    });
+
+    let published = 0;
+    let duplicates = 0;
+    let sinceCheckpoint = 0;
+    for (let start = plan.from; start < plan.to; start += this.concurrency) {
+      const end = Math.min(plan.to, start + this.concurrency);
+      const acks = await Promise.all(
+        range(start, end).map(async (slot) => {
+          const task = buildTask(r, slot, { nonce: this.o.nonce(), ts: this.o.now() });
+          const ack = await this.o.tasks.publishTask(
+            this.subjects.tasks(shardOf(task.task_id, this.o.shards)),
+            task,
+          );
+          const index = published++;
+          await this.o.hooks?.afterTaskPublished?.(task, index);
+          return ack;
+        }),
+      );
+      duplicates += acks.filter((a) => a.duplicate).length;
+      sinceCheckpoint += end - start;
+      if (sinceCheckpoint >= this.checkpointEvery && end < plan.to) {
+        stored = await this.saveRecord(base(end), stored, plan, log);
+        sinceCheckpoint = 0;
+      }
+    }
+    const saved = await this.saveRecord(base(plan.to), stored, plan, log);
+    log.info("fan-out: published", {
+      reason: plan.reason,
+      slots: `${plan.from}..${plan.to}`,
+      published,
+      duplicates,
+      removed,
+    });
+    return { reason: plan.reason, generation, published, duplicates, removed, record: saved.record };
+  }
+
+  /**
+   * A workload is gone: ask node agents to remove its pods (its watchdogs retire
+   * too, but a StatefulSet has none), publish a notice, forget its record.
+   */
+  async retire(gone: GoneWorkload): Promise<RetireResult> {
+    const ref: RecordRef = { kind: gone.kind, ns: gone.ns, name: gone.name };
+    const log = this.o.logger.child({ workload: workloadKey(ref) });
+    const stored = await this.o.records.get(ref);
+    if (stored && gone.uid !== undefined && stored.record.uid !== gone.uid) {
+      // The record belongs to a newer object of the same name: not ours to touch.
+      log.info("fan-out: deleted object was replaced; leaving the new one alone", { uid: gone.uid });
+      return { asked: 0, removed: 0 };
+    }
+    const uid = gone.uid ?? stored?.record.uid;
+    const pods = this.o.providers ? await this.o.providers.list(gone.kind, gone.ns, gone.name) : [];
+    const live = pods.filter((p) => p.state !== "stopped");
+    const removed = await this.removePods(live, "delete", log);
+    if (uid !== undefined && this.o.events) {
+      const generation = gone.generation ?? stored?.record.generation ?? 0;
+      await this.o.events
+        .publishEvent(
+          {
+            task_id: deterministicTaskId({ uid, generation, slot: "delete" }),
+            status: "removed",
+            kind: gone.kind,
+            ns: gone.ns,
+            parent: gone.name,
+            details: `workload deleted; removal asked of ${live.length} pod(s), ${removed} confirmed`,
+            ts: this.o.now(),
+          },
+          `delete-${uid}`,
+        )
+        .catch((err: unknown) => log.warn("fan-out: delete notice not published", { err }));
+    }
+    if (stored) await this.o.records.delete(ref);
+    log.info("fan-out: workload retired", { pods: live.length, removed });
+    return { asked: live.length, removed };
+  }
+
+  /** Records whose object no longer exists (deleted while no dispatcher watched). */
+  async orphans(live: ReadonlyMap<string, string>): Promise<DispatchRecord[]> {
+    const records = await this.o.records.list();
+    return records.filter((rec) => live.get(workloadKey(rec)) !== rec.uid);
+  }
+
+  private async removeMembers(r: RenderedWorkload, from: number, log: Logger): Promise<number> {
+    if (!this.o.providers) return 0;
+    const pods = await this.o.providers.list(r.kind, r.ns, r.name);
+    const surplus = pods.filter((p) => p.ordinal !== undefined && p.ordinal >= from && p.state !== "stopped");
+    return this.removePods(surplus, "scale-down", log);
+  }
+
+  private async removePods(
+    pods: readonly ProviderRecord[],
+    reason: "delete" | "scale-down",
+    log: Logger,
+  ): Promise<number> {
+    const remover = this.o.remover;
+    if (!remover || pods.length === 0) return 0;
+    const results = await Promise.allSettled(
+      pods.map((p) =>
+        remover.remove(p.node_id, {
+          ns: p.ns,
+          kind: p.kind,
+          parent: p.parent,
+          pod: p.pod,
+          task_id: p.task_id,
+          fencing_token: p.fencing_token,
+          reason,
+          ts: this.o.now(),
+        }),
+      ),
+    );
+    results.forEach((res, i) => {
+      if (res.status === "rejected")
+        log.warn("fan-out: pod removal not confirmed", {
+          pod: pods[i]?.pod,
+          node: pods[i]?.node_id,
+          err: res.reason,
+        });
+    });
+    return results.filter((res) => res.status === "fulfilled").length;
+  }
+
+  /**
+   * Compare-and-set of the record. When another dispatcher wrote meanwhile, its
+   * record wins if it is at least as far along; otherwise ours goes on top.
+   */
+  private async saveRecord(
+    record: DispatchRecord,
+    stored: StoredRecord | undefined,
+    plan: FanoutPlan,
+    log: Logger,
+  ): Promise<StoredRecord> {
+    let current = stored;
+    for (let attempt = 1; ; attempt++) {
+      try {
+        const revision = await this.o.records.put(record, current?.revision);
+        return { record, revision };
+      } catch (err) {
+        if (!(err instanceof RecordConflictError) || attempt >= MAX_RECORD_ATTEMPTS) throw err;
+        const theirs = await this.o.records.get(record);
+        if (theirs && isAtLeast(theirs.record, record)) {
+          log.debug("fan-out: another dispatcher recorded this progress first", { reason: plan.reason });
+          return theirs;
+        }
+        current = theirs;
+      }
+    }
+  }
+}
+
+function isAtLeast(theirs: DispatchRecord, ours: DispatchRecord): boolean {
+  if (theirs.uid !== ours.uid) return false;
+  if (theirs.generation !== ours.generation) return theirs.generation > ours.generation;
+  return theirs.next >= ours.next;
+}
+
+function range(from: number, to: number): number[] {
+  return Array.from({ length: Math.max(0, to - from) }, (_, i) => from + i);
+}

@@ -1,0 +1,224 @@
+// Entry point of the dispatcher container. The only place that reads the
+// environment and the command line (STYLE §8); everything else takes options.
+//
+// Environment: BEEMESH_NATS_URL (comma-separated), BEEMESH_SVID_DIR,
+// BEEMESH_TRUST_DOMAIN, BEEMESH_PREFIX, BEEMESH_SOURCE=api|kubernetes,
+// BEEMESH_API_PORT, BEEMESH_API_HOST, BEEMESH_API_TLS_CERT, BEEMESH_API_TLS_KEY,
+// BEEMESH_DEV_INSECURE, BEEMESH_HEALTH_PORT, BEEMESH_HEALTH_HOST, BEEMESH_SHARDS,
+// BEEMESH_LOG_LEVEL, BEEMESH_SIDECAR_IMAGE, BEEMESH_SIDECAR_NATS_URL,
+// BEEMESH_DATA_ROOT, BEEMESH_NATS_REPLICAS.
+// Flags (win over the environment): --source=api|kubernetes, --dev-insecure.
+import { readFile } from "node:fs/promises";
+import { pathToFileURL } from "node:url";
+import { parseArgs } from "node:util";
+import { KubeConfig } from "@kubernetes/client-node";
+import { createLogger, type LogLevel } from "../common/log.js";
+import { newRegistry } from "../common/health-server.js";
+import { svidDirSource } from "../common/svid-dir.js";
+import { DEFAULT_TRUST_DOMAIN } from "../../identity/spiffe-id.js";
+import { Dispatcher, DispatcherConfigError } from "./dispatcher.js";
+
+export interface DispatcherCliConfig {
+  natsServers: string[];
+  svidDir: string;
+  trustDomain: string;
+  prefix: string;
+  source: "api" | "kubernetes";
+  api: { port: number; host: string; devInsecure: boolean; tlsCertFile?: string; tlsKeyFile?: string };
+  health: { port: number; host: string };
+  shards: number;
+  logLevel: LogLevel;
+  sidecarImage?: string;
+  sidecarNatsUrl?: string;
+  dataRoot?: string;
+  replicas: number;
+}
+
+const LOG_LEVELS: readonly LogLevel[] = ["debug", "info", "warn", "error"];
+
+function int(
+  env: Record<string, string | undefined>,
+  name: string,
+  fallback: number,
+  min: number,
+  max: number,
+): number {
+  const raw = env[name];
+  if (raw === undefined || raw === "") return fallback;
+  const n = Number(raw);
+  if (!Number.isSafeInteger(n) || n < min || n > max) {
+    throw new DispatcherConfigError(`${name}=${JSON.stringify(raw)} must be an integer in [${min}, ${max}]`);
+  }
+  return n;
+}
+
+function bool(raw: string | undefined): boolean {
+  return raw !== undefined && /^(1|true|yes|on)$/i.test(raw.trim());
+}
+
+/** The settings from the environment and the arguments; refuses contradictions. Pure. */
+export function parseDispatcherConfig(
+  env: Record<string, string | undefined>,
+  argv: readonly string[],
+): DispatcherCliConfig {
+  let flags: { source?: string; "dev-insecure"?: boolean };
+  try {
+    flags = parseArgs({
+      args: [...argv],
+      options: { source: { type: "string" }, "dev-insecure": { type: "boolean" } },
+      strict: true,
+      allowPositionals: false,
+    }).values;
+  } catch (err) {
+    throw new DispatcherConfigError(err instanceof Error ? err.message : String(err));
+  }
+  const source = flags.source ?? env["BEEMESH_SOURCE"] ?? "api";
+  if (source !== "api" && source !== "kubernetes") {
+    throw new DispatcherConfigError(`source must be "api" or "kubernetes", got ${JSON.stringify(source)}`);
+  }
+  const natsServers = (env["BEEMESH_NATS_URL"] ?? "")
+    .split(",")
+    .map((s) => s.trim())
+    .filter((s) => s.length > 0);
+  if (natsServers.length === 0) throw new DispatcherConfigError("BEEMESH_NATS_URL is required");
+  const svidDir = env["BEEMESH_SVID_DIR"] ?? "";
+  if (svidDir === "")
+    throw new DispatcherConfigError("BEEMESH_SVID_DIR is required (NATS takes mutual TLS only)");
+  const devInsecure = flags["dev-insecure"] ?? bool(env["BEEMESH_DEV_INSECURE"]);
+  const apiHost = env["BEEMESH_API_HOST"] ?? "127.0.0.1";
+  if (source === "api" && devInsecure && apiHost !== "127.0.0.1") {
+    throw new DispatcherConfigError(`--dev-insecure serves plain HTTP on 127.0.0.1 only, not on ${apiHost}`);
+  }
+  const tlsCertFile = env["BEEMESH_API_TLS_CERT"] || undefined;
+  const tlsKeyFile = env["BEEMESH_API_TLS_KEY"] || undefined;
+  if ((tlsCertFile === undefined) !== (tlsKeyFile === undefined)) {
+    throw new DispatcherConfigError("BEEMESH_API_TLS_CERT and BEEMESH_API_TLS_KEY go together");
+  }
+  const logLevel = (env["BEEMESH_LOG_LEVEL"] ?? "info") as LogLevel;
+  if (!LOG_LEVELS.includes(logLevel))
+    throw new DispatcherConfigError(`BEEMESH_LOG_LEVEL must be one of ${LOG_LEVELS.join(", ")}`);
+  return {
+    natsServers,
+    svidDir,
+    trustDomain: env["BEEMESH_TRUST_DOMAIN"] || DEFAULT_TRUST_DOMAIN,
+    prefix: env["BEEMESH_PREFIX"] || "beemesh",
+    source,
+    api: {
+      port: int(env, "BEEMESH_API_PORT", 6443, 0, 65535),
+      host: apiHost,
+      devInsecure,
+      ...(tlsCertFile && tlsKeyFile ? { tlsCertFile, tlsKeyFile } : {}),
+    },
+    health: {
+      port: int(env, "BEEMESH_HEALTH_PORT", 9100, 0, 65535),
+      host: env["BEEMESH_HEALTH_HOST"] || "127.0.0.1",
+    },
+    shards: int(env, "BEEMESH_SHARDS", 16, 1, 65536),
+    logLevel,
+    ...(env["BEEMESH_SIDECAR_IMAGE"] ? { sidecarImage: env["BEEMESH_SIDECAR_IMAGE"] } : {}),
+    ...(env["BEEMESH_SIDECAR_NATS_URL"] ? { sidecarNatsUrl: env["BEEMESH_SIDECAR_NATS_URL"] } : {}),
+    ...(env["BEEMESH_DATA_ROOT"] ? { dataRoot: env["BEEMESH_DATA_ROOT"] } : {}),
+    replicas: int(env, "BEEMESH_NATS_REPLICAS", 1, 1, 5),
+  };
+}
+
+/** Bounded: a stuck stop must not keep a terminating container alive forever. */
+const STOP_TIMEOUT_MS = 20_000;
+
+export async function main(env: Record<string, string | undefined>, argv: readonly string[]): Promise<void> {
+  const cfg = parseDispatcherConfig(env, argv);
+  const logger = createLogger({ component: "dispatcher", level: cfg.logLevel });
+  const registry = newRegistry("dispatcher");
+  const svids = await svidDirSource(cfg.svidDir, {
+    onError: (err) => logger.warn("SVID reload failed; keeping the current one", { err }),
+  });
+  const svid = svids.current();
+  let apiTls;
+  if (cfg.source === "api" && !cfg.api.devInsecure) {
+    // A server certificate with DNS/IP names for kubectl when given; otherwise the SVID itself.
+    const [certPem, keyPem] =
+      cfg.api.tlsCertFile && cfg.api.tlsKeyFile
+        ? await Promise.all([readFile(cfg.api.tlsCertFile, "utf8"), readFile(cfg.api.tlsKeyFile, "utf8")])
+        : [svid.chainPem, svid.keyPem];
+    apiTls = { certPem, keyPem, bundlePem: svid.bundlePem, trustDomain: cfg.trustDomain };
+  }
+  let kubeConfig: KubeConfig | undefined;
+  if (cfg.source === "kubernetes") {
+    kubeConfig = new KubeConfig();
+    kubeConfig.loadFromDefault();
+  }
+  const dispatcher = await Dispatcher.start({
+    natsServers: cfg.natsServers,
+    svid: svids,
+    trustDomain: cfg.trustDomain,
+    prefix: cfg.prefix,
+    source: cfg.source,
+    ...(cfg.source === "api"
+      ? {
+          api: {
+            port: cfg.api.port,
+            host: cfg.api.host,
+            devInsecure: cfg.api.devInsecure,
+            ...(apiTls ? { tls: apiTls } : {}),
+          },
+        }
+      : {}),
+    ...(kubeConfig ? { kubeConfig } : {}),
+    health: cfg.health,
+    shards: cfg.shards,
+    render: {
+      ...(cfg.sidecarNatsUrl ? { natsUrl: cfg.sidecarNatsUrl } : {}),
+      ...(cfg.sidecarImage ? { watchdogImage: cfg.sidecarImage, raftImage: cfg.sidecarImage } : {}),
+      ...(cfg.dataRoot ? { dataRoot: cfg.dataRoot } : {}),
+    },
+    logger,
+    registry,
+    replicas: cfg.replicas,
+    waitForNats: true,
+  });
+  // The SVID rotates under the bus (its SvidSource); the API follows when it serves the SVID.
+  if (apiTls && !cfg.api.tlsCertFile) {
+    svids.onUpdate?.((next) =>
+      dispatcher.api?.updateTls({
+        certPem: next.chainPem,
+        keyPem: next.keyPem,
+        bundlePem: next.bundlePem,
+        trustDomain: cfg.trustDomain,
+      }),
+    );
+  }
+  let stopping = false;
+  const shutdown = (signal: string) => {
+    if (stopping) return;
+    stopping = true;
+    logger.info("stopping", { signal });
+    const timer = setTimeout(() => {
+      logger.error("stop timed out; exiting");
+      process.exit(1);
+    }, STOP_TIMEOUT_MS);
+    timer.unref();
+    void dispatcher
+      .stop()
+      .then(() => {
+        svids.close();
+        process.exit(0);
+      })
+      .catch((err: unknown) => {
+        logger.error("stop failed", { err });
+        process.exit(1);
+      });
+  };
+  process.once("SIGTERM", () => shutdown("SIGTERM"));
+  process.once("SIGINT", () => shutdown("SIGINT"));
+}
+
+const invokedDirectly =
+  process.argv[1] !== undefined && import.meta.url === pathToFileURL(process.argv[1]).href;
+if (invokedDirectly) {
+  main(process.env, process.argv.slice(2)).catch((err: unknown) => {
+    process.stderr.write(
+      `${JSON.stringify({ ts: new Date().toISOString(), level: "error", component: "dispatcher", msg: "dispatcher failed to start", err: err instanceof Error ? { name: err.name, message: err.message } : String(err) })}\n`,
+    );
+    process.exit(1);
+  });
+}

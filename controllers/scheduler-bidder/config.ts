@@ -1,0 +1,86 @@
+// The node agent's settings from its environment (read in main only).
+import {
+  EnvError,
+  envBool,
+  envBytes,
+  envCpuMillis,
+  envInt,
+  envLabels,
+  envList,
+  envLogLevel,
+  envOptional,
+  envString,
+  envTaints,
+  type Env,
+} from "../common/env.js";
+import type { LogLevel } from "../common/log.js";
+import type { Taint } from "../../protocol/index.js";
+import type { Resources } from "./logic/index.js";
+
+export type RuntimeChoice = "podman" | "fake" | "kubernetes";
+
+export interface AgentConfig {
+  natsUrls: string[];
+  svidDir: string;
+  trustDomain: string;
+  prefix: string;
+  /** Undefined: taken from the SVID (/node/<nodeId>). */
+  nodeId: string | undefined;
+  runtime: RuntimeChoice;
+  shards: number;
+  probeK: number | "all";
+  healthPort: number;
+  logLevel: LogLevel;
+  labels: Record<string, string>;
+  taints: Taint[];
+  capacity: Partial<Resources>;
+  /** Accept Tasks a lease-keeper republishes after an unschedulable wait. */
+  acceptKeeperRepublish: boolean;
+  /** Namespace of pods on Kubernetes. */
+  kubernetesNamespace: string;
+  /** Fake runtime only: how long a deploy takes (simulations, kill tests). */
+  fakeDeployDelayMs: number;
+}
+
+export function parseAgentEnv(env: Env): AgentConfig {
+  const runtime = envString(env, "BEEMESH_RUNTIME", "podman");
+  if (runtime !== "podman" && runtime !== "fake" && runtime !== "kubernetes") {
+    throw new EnvError("BEEMESH_RUNTIME", `must be podman, fake or kubernetes, got ${runtime}`);
+  }
+  const shards = envInt(env, "BEEMESH_SHARDS", 1, { min: 1, max: 65536 });
+  const k = envString(env, "BEEMESH_PROBE_K", "all");
+  let probeK: number | "all" = "all";
+  if (k !== "all") {
+    probeK = envInt(env, "BEEMESH_PROBE_K", 1, { min: 1, max: 65536 });
+  }
+  const capacity: Partial<Resources> = {};
+  const cpu = envCpuMillis(env, "BEEMESH_CAPACITY_CPU");
+  const memory = envBytes(env, "BEEMESH_CAPACITY_MEMORY");
+  const pods = envOptional(env, "BEEMESH_CAPACITY_PODS");
+  if (cpu !== undefined) capacity.cpu_millis = cpu;
+  if (memory !== undefined) capacity.memory_bytes = memory;
+  if (pods !== undefined)
+    capacity.pods = envInt(env, "BEEMESH_CAPACITY_PODS", 110, { min: 0, max: 1_000_000 });
+  const nodeId = envOptional(env, "BEEMESH_NODE_ID");
+  if (nodeId !== undefined && !/^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/.test(nodeId)) {
+    throw new EnvError("BEEMESH_NODE_ID", `must be a DNS-1123 label, got ${JSON.stringify(nodeId)}`);
+  }
+  return {
+    natsUrls: envList(env, "BEEMESH_NATS_URL", ["tls://127.0.0.1:4222"]),
+    svidDir: envString(env, "BEEMESH_SVID_DIR"),
+    trustDomain: envString(env, "BEEMESH_TRUST_DOMAIN", "beemesh.local"),
+    prefix: envString(env, "BEEMESH_PREFIX", "beemesh"),
+    nodeId,
+    runtime,
+    shards,
+    probeK,
+    healthPort: envInt(env, "BEEMESH_HEALTH_PORT", 9103, { min: 0, max: 65535 }),
+    logLevel: envLogLevel(env),
+    labels: envLabels(env, "BEEMESH_NODE_LABELS"),
+    taints: envTaints(env, "BEEMESH_NODE_TAINTS"),
+    capacity,
+    acceptKeeperRepublish: envBool(env, "BEEMESH_ACCEPT_KEEPER_REPUBLISH", true),
+    kubernetesNamespace: envString(env, "BEEMESH_KUBERNETES_NAMESPACE", "beemesh"),
+    fakeDeployDelayMs: envInt(env, "BEEMESH_FAKE_DEPLOY_DELAY_MS", 0, { min: 0, max: 3_600_000 }),
+  };
+}

@@ -1,0 +1,97 @@
+// Three lease-keepers race for the same 1,000 tasks (DESIGN §3 step 3): every
+// keeper closes the same windows on the same bids and tries to award, the KV
+// create lets exactly one write win per task, the others see the conflict and
+// follow. Exactly one lease, one award notice and one running pod per task.
+import { counterValue } from "../../protocol/bus/index.js";
+import { SchedulingMesh, podTemplate } from "../helpers/scheduling-mesh.js";
+import { waitFor } from "../helpers/wait.js";
+
+const TASKS = 1000;
+const NODES = ["rk-1", "rk-2", "rk-3", "rk-4"];
+
+let mesh: SchedulingMesh;
+
+beforeAll(async () => {
+  mesh = await SchedulingMesh.start();
+  for (const name of ["lk-a", "lk-b", "lk-c"]) await mesh.addKeeper(name);
+  for (const id of NODES) {
+    await mesh.addAgent(id, {
+      fake: { capacity: { pods: TASKS, cpuMillis: 1_000_000, memoryBytes: 2 ** 40 } },
+      bidHoldMs: 5000,
+    });
+  }
+});
+
+afterAll(async () => {
+  await mesh?.stop();
+});
+
+test("3 keepers, 1,000 tasks: exactly one lease per task", async () => {
+  const ref = await mesh.putManifest(podTemplate("racer"));
+  const tasks = Array.from({ length: TASKS }, () => mesh.task(ref, { parent: "racer" }));
+  const ids = new Set(tasks.map((t) => t.task_id));
+  const t0 = performance.now();
+  // In waves, so the selection windows see the bids instead of an hour of backlog.
+  for (let i = 0; i < TASKS; i += 100) {
+    await Promise.all(tasks.slice(i, i + 100).map((t) => mesh.publish(t)));
+    await waitFor(
+      () => mesh.events.filter((e) => e.status === "leased" && ids.has(e.task_id)).length >= i + 50,
+      {
+        timeoutMs: 20_000,
+        what: `leases of wave ${i / 100}`,
+      },
+    );
+  }
+  const deployed = () => mesh.events.filter((e) => e.status === "deployed" && ids.has(e.task_id));
+  await waitFor(() => deployed().length >= TASKS, {
+    timeoutMs: 30_000,
+    intervalMs: 100,
+    what: "all tasks deployed",
+  });
+  console.log(`scheduling-keepers: ${TASKS} tasks deployed in ${Math.round(performance.now() - t0)} ms`);
+
+  // One `leased` event per task: only the keeper whose create landed emits it.
+  const leasedPerTask = new Map<string, number>();
+  for (const e of mesh.events)
+    if (e.status === "leased" && ids.has(e.task_id))
+      leasedPerTask.set(e.task_id, (leasedPerTask.get(e.task_id) ?? 0) + 1);
+  expect(leasedPerTask.size).toBe(TASKS);
+  expect([...leasedPerTask].filter(([, n]) => n !== 1)).toEqual([]);
+  // No lease was judged expired: every keeper saw every `deployed` in time.
+  expect(mesh.events.filter((e) => e.status === "expired" && ids.has(e.task_id))).toEqual([]);
+  expect(deployed()).toHaveLength(TASKS);
+
+  // The keepers raced: their winning writes add up to exactly one per task, and some lost.
+  let won = 0;
+  let conflicts = 0;
+  for (const k of mesh.keepers) {
+    won += await counterValue(k.registry, "beemesh_keeper_awards_total", { result: "won" });
+    conflicts += await counterValue(k.registry, "beemesh_keeper_awards_total", { result: "conflict" });
+  }
+  console.log(`scheduling-keepers: awards won ${won}, create conflicts ${conflicts}`);
+  expect(won).toBe(TASKS);
+  expect(conflicts).toBeGreaterThan(0);
+  // Each keeper won some: none of them is a hidden leader.
+  for (const k of mesh.keepers)
+    expect(await counterValue(k.registry, "beemesh_keeper_awards_total", { result: "won" })).toBeGreaterThan(
+      0,
+    );
+
+  // One pod per task across all nodes, run by the lease holder.
+  const runner = new Map<string, string>();
+  for (const { nodeId, runtime } of mesh.agents.values()) {
+    for (const p of (await runtime.list()).pods) {
+      expect(runner.has(p.identity.taskId)).toBe(false);
+      runner.set(p.identity.taskId, nodeId);
+    }
+  }
+  expect(runner.size).toBe(TASKS);
+  const lease = await mesh.infra.buckets.leases.get(`task.${tasks[0]!.task_id}`);
+  expect(lease?.json<{ winner_id: string }>().winner_id).toBe(runner.get(tasks[0]!.task_id));
+
+  // Every keeper let go of every task once it was deployed.
+  await waitFor(() => mesh.keepers.every((k) => k.keeper.activeTasks() === 0), {
+    timeoutMs: 10_000,
+    what: "keepers idle",
+  });
+}, 90_000);

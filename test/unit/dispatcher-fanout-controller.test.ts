@@ -1,0 +1,399 @@
+// The fan-out controller against in-memory ports: manifests before Tasks,
+// deterministic ids, checkpoints, crash and restart, scale, template change,
+// StatefulSet scale-down and deletion. The fake stream drops a repeated task
+// id the way JetStream's dedup window does.
+import {
+  parseBeemeshDeployment,
+  parseBeemeshStatefulSet,
+  parseTask,
+  type BeemeshDeployment,
+  type BeemeshStatefulSet,
+  type Event,
+  type ProviderRecord,
+  type RemoveRequest,
+  type Task,
+  type WorkloadKind,
+} from "../../protocol/index.js";
+import {
+  Fanout,
+  RecordConflictError,
+  recordKey,
+  type DispatchRecord,
+  type FanoutHooks,
+  type RecordRef,
+  type RecordStore,
+} from "../../controllers/dispatcher/fanout/index.js";
+import { memoryLogger } from "../../controllers/common/log.js";
+
+class FakeStream {
+  readonly accepted: Task[] = [];
+  readonly subjects: string[] = [];
+  attempts = 0;
+  private readonly seen = new Set<string>();
+  log: string[] = [];
+  async publishTask(subject: string, task: Task) {
+    this.attempts++;
+    expect(parseTask(task).ok).toBe(true);
+    if (this.seen.has(task.task_id)) return { duplicate: true };
+    this.seen.add(task.task_id);
+    this.accepted.push(task);
+    this.subjects.push(subject);
+    this.log.push(`task ${task.task_id}`);
+    return { duplicate: false };
+  }
+}
+
+class FakeManifests {
+  readonly stored = new Map<string, Uint8Array>();
+  constructor(private readonly log: string[]) {}
+  async storeManifest(key: string, bytes: Uint8Array) {
+    this.stored.set(key, bytes);
+    this.log.push(`manifest ${key}`);
+  }
+}
+
+class FakeRecords implements RecordStore {
+  readonly map = new Map<string, { record: DispatchRecord; revision: number }>();
+  private rev = 0;
+  writes = 0;
+  async get(ref: RecordRef) {
+    const e = this.map.get(recordKey(ref));
+    return e ? { record: structuredClone(e.record), revision: e.revision } : undefined;
+  }
+  async put(record: DispatchRecord, expected: number | undefined) {
+    const key = recordKey(record);
+    const cur = this.map.get(key);
+    if ((cur?.revision ?? undefined) !== expected) throw new RecordConflictError(key);
+    this.writes++;
+    this.map.set(key, { record: structuredClone(record), revision: ++this.rev });
+    return this.rev;
+  }
+  async delete(ref: RecordRef) {
+    this.map.delete(recordKey(ref));
+  }
+  async list() {
+    return [...this.map.values()].map((e) => e.record);
+  }
+}
+
+interface World {
+  stream: FakeStream;
+  manifests: FakeManifests;
+  records: FakeRecords;
+  providers: ProviderRecord[];
+  removed: Array<{ node: string; req: RemoveRequest }>;
+  events: Array<{ event: Event; msgID: string }>;
+}
+
+function world(): World {
+  const stream = new FakeStream();
+  return {
+    stream,
+    manifests: new FakeManifests(stream.log),
+    records: new FakeRecords(),
+    providers: [],
+    removed: [],
+    events: [],
+  };
+}
+
+let clock = 1_800_000_000_000;
+function fanout(
+  w: World,
+  extra: { hooks?: FanoutHooks; checkpointEvery?: number; publishConcurrency?: number } = {},
+): Fanout {
+  let n = 0;
+  return new Fanout({
+    tasks: w.stream,
+    manifests: w.manifests,
+    records: w.records,
+    providers: {
+      list: async (kind: WorkloadKind, ns: string, parent: string) =>
+        w.providers.filter((p) => p.kind === kind && p.ns === ns && p.parent === parent),
+    },
+    remover: { remove: async (node: string, req: RemoveRequest) => void w.removed.push({ node, req }) },
+    events: { publishEvent: async (event: Event, msgID: string) => void w.events.push({ event, msgID }) },
+    render: { natsUrl: "tls://127.0.0.1:4222" },
+    shards: 4,
+    now: () => clock++,
+    nonce: () => `nonce-${String(++n).padStart(16, "0")}`,
+    logger: memoryLogger("fanout"),
+    ...extra,
+  });
+}
+
+function deployment(generation: number, replicas: number, image = "localhost/app:1"): BeemeshDeployment {
+  const parsed = parseBeemeshDeployment({
+    apiVersion: "beemesh.io/v1alpha1",
+    kind: "BeemeshDeployment",
+    metadata: {
+      name: "web",
+      namespace: "default",
+      uid: "uid-1",
+      generation,
+      creationTimestamp: "2026-01-01T00:00:00Z",
+    },
+    spec: {
+      replicas,
+      selector: { matchLabels: { app: "web" } },
+      template: { metadata: { labels: { app: "web" } }, spec: { containers: [{ name: "app", image }] } },
+    },
+  });
+  if (!parsed.ok) throw parsed.error;
+  return parsed.value;
+}
+
+function statefulSet(generation: number, replicas: number): BeemeshStatefulSet {
+  const parsed = parseBeemeshStatefulSet({
+    apiVersion: "beemesh.io/v1alpha1",
+    kind: "BeemeshStatefulSet",
+    metadata: { name: "db", namespace: "default", uid: "uid-db", generation },
+    spec: {
+      replicas,
+      serviceName: "db",
+      selector: { matchLabels: { app: "db" } },
+      template: {
+        metadata: { labels: { app: "db" } },
+        spec: { containers: [{ name: "app", image: "localhost/db:1" }] },
+      },
+    },
+  });
+  if (!parsed.ok) throw parsed.error;
+  return parsed.value;
+}
+
+const slotsOf = (tasks: Task[], generation: number) =>
+  tasks.filter((t) => t.generation === generation).map((t) => t.manifest_ref.key).length;
+
+describe("fan-out of a BeemeshDeployment", () => {
+  it("stores the manifest before the first Task, then publishes N Tasks on their shards", async () => {
+    const w = world();
+    const result = await fanout(w).reconcile(deployment(1, 3));
+    expect(result).toMatchObject({ reason: "new", generation: 1, published: 3, duplicates: 0 });
+    expect(w.stream.log[0]).toMatch(/^manifest sha256\./);
+    expect(w.stream.log.slice(1).every((l) => l.startsWith("task "))).toBe(true);
+    expect(w.stream.accepted).toHaveLength(3);
+    for (const [i, t] of w.stream.accepted.entries()) {
+      expect(w.manifests.stored.has(t.manifest_ref.key)).toBe(true);
+      expect(w.stream.subjects[i]).toMatch(/^beemesh\.scheduler\.tasks\.[0-3]$/);
+    }
+    expect(result.record).toMatchObject({
+      generation: 1,
+      replicas: 3,
+      first: 0,
+      next: 3,
+      template_generation: 1,
+    });
+    expect(result.record?.manifests).toEqual([
+      { key: w.stream.accepted[0]!.manifest_ref.key, sha256: w.stream.accepted[0]!.manifest_ref.sha256 },
+    ]);
+    // Level-based: the same object again publishes nothing.
+    expect(await fanout(w).reconcile(deployment(1, 3))).toMatchObject({ reason: "up-to-date", published: 0 });
+    expect(w.stream.attempts).toBe(3);
+  });
+
+  it("scale up publishes only the new slots; a template change publishes N for the new generation; scale down none", async () => {
+    const w = world();
+    const f = fanout(w);
+    await f.reconcile(deployment(1, 3));
+    expect(await f.reconcile(deployment(2, 5))).toMatchObject({ reason: "scaled-up", published: 2 });
+    expect(slotsOf(w.stream.accepted, 2)).toBe(2);
+    expect(await f.reconcile(deployment(3, 5, "localhost/app:2"))).toMatchObject({
+      reason: "template-changed",
+      published: 5,
+    });
+    expect(slotsOf(w.stream.accepted, 3)).toBe(5);
+    expect(
+      new Set(w.stream.accepted.filter((t) => t.generation === 3).map((t) => t.manifest_ref.key)).size,
+    ).toBe(1);
+    expect(await f.reconcile(deployment(4, 2, "localhost/app:2"))).toMatchObject({
+      reason: "scaled-down",
+      published: 0,
+    });
+    expect(await f.reconcile(deployment(5, 4, "localhost/app:2"))).toMatchObject({
+      reason: "scaled-up",
+      published: 2,
+    });
+    const rec = [...w.records.map.values()][0]!.record;
+    expect(rec).toMatchObject({ generation: 5, replicas: 4, next: 4, template_generation: 3 });
+    expect(w.stream.accepted).toHaveLength(3 + 2 + 5 + 2);
+  });
+
+  it("a dispatcher that dies after the manifests and k of N Tasks is replaced without duplicates", async () => {
+    const w = world();
+    const crash = new Error("killed");
+    const hooks: FanoutHooks = {
+      afterTaskPublished: (_t, index) => {
+        if (index === 1) throw crash;
+      },
+    };
+    await expect(fanout(w, { hooks, publishConcurrency: 1 }).reconcile(deployment(1, 5))).rejects.toBe(crash);
+    expect(w.stream.accepted).toHaveLength(2);
+    expect(w.records.map.size).toBe(0);
+    const result = await fanout(w).reconcile(deployment(1, 5));
+    expect(result).toMatchObject({ reason: "new", published: 5, duplicates: 2 });
+    expect(w.stream.accepted).toHaveLength(5);
+    expect(new Set(w.stream.accepted.map((t) => t.task_id)).size).toBe(5);
+  });
+
+  it("a crash between storing the manifests and the first Task leaves nothing published; the restart publishes N", async () => {
+    const w = world();
+    const hooks: FanoutHooks = {
+      afterManifestsStored: () => {
+        throw new Error("killed");
+      },
+    };
+    await expect(fanout(w, { hooks }).reconcile(deployment(1, 4))).rejects.toThrow("killed");
+    expect(w.manifests.stored.size).toBe(1);
+    expect(w.stream.accepted).toHaveLength(0);
+    expect(await fanout(w).reconcile(deployment(1, 4))).toMatchObject({ published: 4, duplicates: 0 });
+  });
+
+  it("checkpoints progress, so a restart re-publishes at most the Tasks since the last checkpoint", async () => {
+    const w = world();
+    const hooks: FanoutHooks = {
+      afterTaskPublished: (_t, index) => {
+        if (index === 4) throw new Error("killed");
+      },
+    };
+    await expect(
+      fanout(w, { hooks, checkpointEvery: 2, publishConcurrency: 1 }).reconcile(deployment(1, 6)),
+    ).rejects.toThrow("killed");
+    expect([...w.records.map.values()][0]!.record).toMatchObject({ generation: 1, first: 0, next: 4 });
+    const result = await fanout(w).reconcile(deployment(1, 6));
+    expect(result).toMatchObject({ reason: "resume", published: 2, duplicates: 1 });
+    expect(w.stream.accepted).toHaveLength(6);
+  });
+
+  it("two dispatchers reconciling at once publish each Task once and agree on the record", async () => {
+    const w = world();
+    const [a, b] = await Promise.all([
+      fanout(w).reconcile(deployment(1, 8)),
+      fanout(w).reconcile(deployment(1, 8)),
+    ]);
+    expect(a.published + b.published).toBe(16);
+    expect(w.stream.accepted).toHaveLength(8);
+    expect([...w.records.map.values()][0]!.record).toMatchObject({ generation: 1, next: 8 });
+  });
+
+  it("an object being deleted (deletionTimestamp) gets no Tasks", async () => {
+    const w = world();
+    const d = deployment(2, 3);
+    d.metadata.deletionTimestamp = "2026-01-01T00:00:10Z";
+    expect(await fanout(w).reconcile(d)).toMatchObject({ reason: "deleting", published: 0 });
+    expect(w.stream.attempts).toBe(0);
+  });
+});
+
+function provider(
+  kind: WorkloadKind,
+  parent: string,
+  pod: string,
+  node: string,
+  ordinal?: number,
+): ProviderRecord {
+  return {
+    ns: "default",
+    kind,
+    parent,
+    pod,
+    node_id: node,
+    task_id: "01HF7YAT00SP7ZQ8GM4CVZ7K5V",
+    fencing_token: 7,
+    generation: 1,
+    ...(ordinal !== undefined ? { ordinal } : {}),
+    state: "running",
+    ts: 1,
+  };
+}
+
+describe("fan-out of a BeemeshStatefulSet", () => {
+  it("stores one manifest per ordinal and publishes one Task per ordinal", async () => {
+    const w = world();
+    const result = await fanout(w).reconcile(statefulSet(1, 3));
+    expect(result.published).toBe(3);
+    expect(w.manifests.stored.size).toBe(3);
+    expect(w.stream.accepted.map((t) => t.ordinal).sort()).toEqual([0, 1, 2]);
+    expect(result.record?.manifests).toHaveLength(3);
+  });
+
+  it("scale-down asks the nodes running the ordinals above the new count to remove them", async () => {
+    const w = world();
+    const f = fanout(w);
+    await f.reconcile(statefulSet(1, 3));
+    w.providers.push(
+      provider("StatefulSet", "db", "db-0", "node-a", 0),
+      provider("StatefulSet", "db", "db-1", "node-b", 1),
+      provider("StatefulSet", "db", "db-2", "node-c", 2),
+    );
+    const result = await f.reconcile(statefulSet(2, 1));
+    expect(result).toMatchObject({ reason: "scaled-down", published: 0, removed: 2 });
+    expect(w.removed.map((r) => [r.node, r.req.pod, r.req.reason]).sort()).toEqual([
+      ["node-b", "db-1", "scale-down"],
+      ["node-c", "db-2", "scale-down"],
+    ]);
+    expect(w.removed[0]!.req.fencing_token).toBe(7);
+  });
+});
+
+describe("retiring a deleted workload", () => {
+  it("asks node agents to remove its pods, publishes one notice and forgets the record", async () => {
+    const w = world();
+    const f = fanout(w);
+    await f.reconcile(deployment(1, 2));
+    w.providers.push(
+      provider("Deployment", "web", "web-a", "node-a"),
+      provider("Deployment", "web", "web-b", "node-b"),
+    );
+    w.providers.push(provider("Deployment", "other", "other-a", "node-a"));
+    const result = await f.retire({
+      kind: "Deployment",
+      ns: "default",
+      name: "web",
+      uid: "uid-1",
+      generation: 1,
+    });
+    expect(result).toEqual({ asked: 2, removed: 2 });
+    expect(w.removed.map((r) => r.req.pod).sort()).toEqual(["web-a", "web-b"]);
+    expect(w.removed.every((r) => r.req.reason === "delete")).toBe(true);
+    expect(w.events).toHaveLength(1);
+    expect(w.events[0]).toMatchObject({
+      msgID: "delete-uid-1",
+      event: { status: "removed", parent: "web", kind: "Deployment" },
+    });
+    expect(w.records.map.size).toBe(0);
+  });
+
+  it("leaves a newer object of the same name alone", async () => {
+    const w = world();
+    const f = fanout(w);
+    await f.reconcile(deployment(1, 2));
+    w.providers.push(provider("Deployment", "web", "web-a", "node-a"));
+    expect(await f.retire({ kind: "Deployment", ns: "default", name: "web", uid: "uid-0" })).toEqual({
+      asked: 0,
+      removed: 0,
+    });
+    expect(w.removed).toHaveLength(0);
+    expect(w.records.map.size).toBe(1);
+  });
+
+  it("finds records whose object is gone (deleted while no dispatcher watched)", async () => {
+    const w = world();
+    const f = fanout(w);
+    await f.reconcile(deployment(1, 1));
+    await f.reconcile(statefulSet(1, 1));
+    const orphans = await f.orphans(new Map([["StatefulSet/default/db", "uid-db"]]));
+    expect(orphans.map((o) => `${o.kind}/${o.name}`)).toEqual(["Deployment/web"]);
+    // Same name, other uid: the record is of an object that no longer exists.
+    expect(
+      (
+        await f.orphans(
+          new Map([
+            ["Deployment/default/web", "uid-2"],
+            ["StatefulSet/default/db", "uid-db"],
+          ]),
+        )
+      ).length,
+    ).toBe(1);
+  });
+});
