@@ -254,13 +254,14 @@ describe("FakeRuntime", () => {
     expect(() => new FakeRuntime({ deployDelayMs: { min: 10, max: 5 } })).toThrow(RuntimeError);
   });
 
-  test("thousands of pods stay cheap", async () => {
+  // Cost is measured by bench/scheduling.ts; here only that 10,000 pods on 100
+  // runtimes all come up on one clock advance.
+  test("ten thousand pods across a hundred runtimes all run", async () => {
     const clock = new ManualClock();
     const nodes = Array.from(
       { length: 100 },
       () => new FakeRuntime({ clock, deployDelayMs: { min: 1, max: 50 }, capacity: { pods: 200 } }),
     );
-    const started = performance.now();
     const deploys: Promise<void>[] = [];
     nodes.forEach((rt, n) => {
       for (let i = 0; i < 100; i++)
@@ -271,8 +272,6 @@ describe("FakeRuntime", () => {
     await Promise.all(deploys);
     let running = 0;
     for (const rt of nodes) running += (await rt.list()).pods.filter((p) => p.phase === "running").length;
-    const elapsed = performance.now() - started;
     expect(running).toBe(10_000);
-    expect(elapsed).toBeLessThan(5_000);
   });
 });
