@@ -28,7 +28,7 @@ gen-crds: node_modules
 # result lands in $(JEST_JSON) so .ci/run can print its one-line summary.
 test: node_modules
 	@mkdir -p .tmp
-	npm test -- --json --outputFile=$(JEST_JSON)
+	npm test -- --json --outputFile=$(JEST_JSON) --forceExit
 
 up down e2e chaos:
 	@echo "make $@: not built yet (see the open issues)" >&2; exit 2
