@@ -178,7 +178,7 @@ controllers_rootfs() {
   write_etc "$rootfs"
   copy_with_libs "$NODE_BIN" /usr/local/bin/node "$rootfs"
   # The project's own build command, into the image instead of the shared dist/.
-  if ! npm run -s build -- --outDir "$app/dist" >"$WORK/build.log" 2>&1; then
+  if ! npx --no-install tsc -p tsconfig.build.json --outDir "$app/dist" >"$WORK/build.log" 2>&1; then
     echo "build-local-images: npm run build failed (full log: $WORK/build.log):" >&2
     head -n 40 "$WORK/build.log" >&2
     exit 1

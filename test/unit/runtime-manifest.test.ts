@@ -61,6 +61,8 @@ describe("identity labels", () => {
     ["leading zero", { [LABEL.generation]: "01" }, /generation is not an unsigned integer/],
     ["negative ordinal", { [LABEL.ordinal]: "-1" }, /ordinal is not an unsigned integer/],
     ["bad ns", { [LABEL.ns]: "Shop" }, /ns is not a DNS-1123 label/],
+    ["a parent too long for a label value", { [LABEL.parent]: `a.${"b".repeat(62)}` }, /parent is not/],
+    ["a parent that is no DNS name", { [LABEL.parent]: "web_v2" }, /parent is not/],
     ["StatefulSet without ordinal", { [LABEL.ordinal]: undefined }, /needs an ordinal/],
   ])("refuses %s", (_what, change, reason) => {
     const labels: Record<string, string> = { ...identityLabels(identity, limits) };
@@ -71,6 +73,13 @@ describe("identity labels", () => {
     const parsed = parseIdentityLabels(labels);
     expect(parsed.ok).toBe(false);
     if (!parsed.ok) expect(parsed.reason).toMatch(reason);
+  });
+
+  test("a workload name with dots (a DNS-1123 subdomain) is a parent", () => {
+    const dotted: PodIdentity = { ...identity, parent: "web.v2" };
+    const labels = identityLabels(dotted, limits);
+    expect(labels[LABEL.parent]).toBe("web.v2");
+    expect(parseIdentityLabels(labels)).toEqual({ ok: true, identity: dotted, limits });
   });
 
   test("null labels", () => {

@@ -18,11 +18,17 @@ export const LABEL = {
 export const MANAGED_BY = "beemesh";
 
 const DNS_LABEL = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
+const DNS_SUBDOMAIN = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/;
 const LABEL_VALUE = /^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$/;
 const UNSIGNED = /^(0|[1-9][0-9]*)$/;
 
 export function isDnsLabel(s: string): boolean {
   return s.length <= 63 && DNS_LABEL.test(s);
+}
+
+/** An object name (a DNS-1123 subdomain, dots allowed) short enough for a label value. */
+export function isNameLabelValue(s: string): boolean {
+  return s.length <= 63 && DNS_SUBDOMAIN.test(s);
 }
 
 export function isLabelValue(s: string): boolean {
@@ -43,7 +49,9 @@ export function identityProblems(identity: PodIdentity): string[] {
   if (identity.taskId.length === 0 || !isLabelValue(identity.taskId))
     problems.push("taskId is not a label value");
   if (!isDnsLabel(identity.ns)) problems.push("ns is not a DNS-1123 label");
-  if (!isDnsLabel(identity.parent)) problems.push("parent is not a DNS-1123 label");
+  // Workload names may have dots ("web.v2"); the label value holds at most 63 characters.
+  if (!isNameLabelValue(identity.parent))
+    problems.push("parent is not a DNS-1123 subdomain of at most 63 characters");
   if (!isWorkloadKind(identity.kind)) problems.push("kind must be Deployment or StatefulSet");
   if (identity.ordinal !== undefined && !isUnsigned(identity.ordinal)) problems.push("ordinal must be >= 0");
   if (identity.kind === "StatefulSet" && identity.ordinal === undefined)

@@ -119,7 +119,10 @@ export class PodmanRuntime implements Runtime {
   async deploy(spec: DeploySpec): Promise<void> {
     assertValidDeploySpec(spec);
     // JSON is YAML to kube play, and needs no YAML emitter's idea of which objects are plain.
-    const yaml = JSON.stringify(prepareManifest(spec));
+    const manifest = prepareManifest(spec);
+    // podman 4.3's kube play refuses port mappings on the host network, where every port is the host's anyway.
+    if (manifest.spec.hostNetwork === true) for (const c of manifest.spec.containers) delete c.ports;
+    const yaml = JSON.stringify(manifest);
     try {
       await this.podman(["kube", "play", "--quiet", "-"], yaml);
     } catch (err) {
