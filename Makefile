@@ -30,7 +30,20 @@ test: node_modules
 	@mkdir -p .tmp
 	npm test -- --json --outputFile=$(JEST_JSON) --forceExit
 
-up down e2e chaos:
+# A mesh on this machine (hack/up.sh: installs what is missing, builds, starts
+# NATS, a dispatcher, a lease-keeper and 3 node agents on podman, applies
+# deploy/examples/web.yaml); make down stops exactly that.
+up:
+	hack/up.sh
+
+down:
+	hack/down.sh
+
+# The end-to-end run on real podman (test/e2e, < 5 min; skips without root/podman).
+e2e: node_modules
+	hack/e2e.sh
+
+chaos:
 	@echo "make $@: not built yet (see the open issues)" >&2; exit 2
 
 bench: node_modules

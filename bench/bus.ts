@@ -32,6 +32,12 @@ function heartbeat(seq: number, ts: number): Heartbeat {
     generation: 3,
     healthy: true,
     ready: true,
+    started_at: ts - 60_000,
+    spec_revision: 7,
+    template_hash: "0123456789abcdef",
+    slot: null,
+    retiring: false,
+    pending: [],
     seq,
     ts,
   };

@@ -6,11 +6,13 @@
 //     `replicas` pods again without the crashed one, every watchdog running.
 //   - node loss: a node agent and all its pods vanish; heal = the same, per
 //     Deployment that had a pod there.
-// Then one real watchdog process (built with tsc) idles for ~10 s beside a
-// nats-server: its VmRSS and CPU time from /proc.
+// Then the footprint: one real watchdog process (built with tsc, started with
+// the command the dispatcher renders) idles for ~10 s beside a nats-server:
+// its VmRSS and CPU time from /proc, against the floors (60 MB, 1 %).
 // Node-loss rounds are spaced by the clone-slot TTL, so a lost pod's slot has
 // expired before the next loss and each heal is measured alone.
 // Run: npx tsx bench/heal.ts [--runs 100] [--deployments 30] [--out bench/results/heal.json]
+//      npx tsx bench/heal.ts --footprint-only   (the idle process alone; other results kept)
 import { spawn, execFile } from "node:child_process";
 import { mkdtemp, mkdir, readFile, writeFile, copyFile, rm } from "node:fs/promises";
 import { tmpdir, cpus } from "node:os";
@@ -20,10 +22,12 @@ import { parseArgs, promisify } from "node:util";
 import { WatchdogMesh, sampleDeployment } from "../test/integration/watchdog-mesh.js";
 import { startNats } from "../test/helpers/nats-server.js";
 import { busAs } from "../test/helpers/bus.js";
-import { writeSvidFiles } from "../identity/ca.js";
+import { issueSvid } from "../identity/ca.js";
+import { spiffeId } from "../identity/spiffe-id.js";
+import { WorkloadApiServer } from "../identity/workload-api/index.js";
 import { ensureSchedulingInfra } from "../controllers/common/nats-setup.js";
-import { renderWorkload } from "../controllers/dispatcher/fanout/render.js";
-import { BUCKETS, kvKeys, parseBeemeshDeployment } from "../protocol/index.js";
+import { WATCHDOG_COMMAND, renderWorkload } from "../controllers/dispatcher/fanout/render.js";
+import { BUCKETS, kvKeys, parseBeemeshDeployment, subjects } from "../protocol/index.js";
 import { defaultWatchdogOptions, mulberry32 } from "../controllers/watchdog/logic/index.js";
 
 const execFileP = promisify(execFile);
@@ -38,8 +42,11 @@ const { values: args } = parseArgs({
     "idle-seconds": { type: "string", default: "10" },
     "max-seconds": { type: "string", default: "900" },
     out: { type: "string", default: join(repo, "bench/results/heal.json") },
-    /** Run one part only (development): crash, node-loss or idle. */
+    /** Run one part only: crash, node-loss or idle (the other parts keep their previous results). */
     only: { type: "string" },
+    "footprint-only": { type: "boolean", default: false },
+    /** Measure the sidecar with these node flags instead of the rendered ones (trying flags). */
+    "node-flags": { type: "string" },
   },
 });
 const RUNS = Number(args.runs);
@@ -231,11 +238,96 @@ async function vmRssKb(pid: number): Promise<number> {
   return Number(/VmRSS:\s+(\d+)\s+kB/.exec(status)?.[1] ?? NaN);
 }
 
-async function idleBench(): Promise<Record<string, unknown>> {
+/** The watchdog's footprint floors (issue: idle RSS and CPU of one real sidecar process). */
+const FLOORS = { vm_rss_mb: 60, cpu_percent: 1 };
+
+interface IdleSample {
+  command: string;
+  idle_seconds: number;
+  /** VmRSS at the end of the idle window, and the largest seen during it. */
+  vm_rss_mb: number;
+  vm_rss_max_mb: number;
+  cpu_seconds: number;
+  cpu_percent: number;
+}
+
+/**
+ * Runs `argv` with `env`, waits until `started` resolves (plus a settling
+ * second), then samples its CPU time and VmRSS over the idle window.
+ */
+async function idleProcess(
+  argv: readonly string[],
+  env: Record<string, string>,
+  started: (child: ReturnType<typeof spawn>) => Promise<void>,
+): Promise<IdleSample> {
+  const child = spawn(argv[0]!, argv.slice(1), { env, stdio: ["ignore", "ignore", "pipe"] });
+  let stderr = "";
+  child.stderr?.on("data", (d: Buffer) => (stderr = (stderr + d.toString()).slice(-4000)));
+  try {
+    const exited = new Promise<never>((_, reject) =>
+      child.once("exit", (code) => reject(new Error(`${argv.join(" ")} exited (${code}): ${stderr}`))),
+    );
+    exited.catch(() => undefined);
+    await Promise.race([started(child), exited]);
+    await Promise.race([sleep(1000), exited]); // start-up garbage and timers settle
+    const pid = child.pid!;
+    const clkTck = Number((await execFileP("getconf", ["CLK_TCK"])).stdout.trim()) || 100;
+    const t1 = performance.now();
+    const s1 = await procStat(pid);
+    let maxKb = 0;
+    for (let i = 0; i < IDLE_S; i++) {
+      await Promise.race([sleep(1000), exited]);
+      maxKb = Math.max(maxKb, await vmRssKb(pid));
+    }
+    const s2 = await procStat(pid);
+    const t2 = performance.now();
+    const rssKb = await vmRssKb(pid);
+    const cpuSeconds = (s2.cpuTicks - s1.cpuTicks) / clkTck;
+    const wall = (t2 - t1) / 1000;
+    const mb = (kb: number) => Math.round((kb / 1024) * 10) / 10;
+    return {
+      command: argv.map((a) => (a.startsWith(repo) ? a.slice(repo.length + 1) : a)).join(" "),
+      idle_seconds: Math.round(wall * 10) / 10,
+      vm_rss_mb: mb(rssKb),
+      vm_rss_max_mb: mb(Math.max(maxKb, rssKb)),
+      cpu_seconds: Math.round(cpuSeconds * 1000) / 1000,
+      cpu_percent: Math.round((cpuSeconds / wall) * 100 * 100) / 100,
+    };
+  } finally {
+    if (child.exitCode === null && child.signalCode === null) {
+      const gone = new Promise((r) => child.once("exit", r));
+      child.kill("SIGTERM");
+      const t = setTimeout(() => child.kill("SIGKILL"), 5000);
+      await gone;
+      clearTimeout(t);
+    }
+  }
+}
+
+/** The sidecar's command as the dispatcher renders it, pointed at the local build. */
+function sidecarArgv(mainJs: string, withFlags: boolean): string[] {
+  const [node, ...rest] = WATCHDOG_COMMAND;
+  if (node !== "node" || rest.length === 0)
+    throw new Error(`bench: unexpected sidecar command ${WATCHDOG_COMMAND.join(" ")}`);
+  const override = args["node-flags"]?.split(/\s+/).filter((f) => f !== "");
+  const flags = withFlags ? (override ?? rest.slice(0, -1)) : [];
+  return [process.execPath, ...flags, mainJs];
+}
+
+/**
+ * One real watchdog process (tsc build), idle beside a nats-server: its own
+ * Deployment of one replica, its SVID from a Workload API socket as in a pod
+ * (so the gRPC client is loaded, as in production). Measured with the rendered
+ * command (node flags included), without the flags, and bare node for scale.
+ */
+async function footprintBench(): Promise<Record<string, unknown>> {
   const mainJs = await buildWatchdog();
   const nats = await startNats();
   const dir = await mkdtemp(join(tmpdir(), "beemesh-heal-bench-"));
-  let child: ReturnType<typeof spawn> | undefined;
+  const workloadApi = new WorkloadApiServer({
+    issue: (id, publicKey) =>
+      issueSvid(nats.ca, { id, role: "watchdog", ...(publicKey !== undefined ? { publicKey } : {}) }),
+  });
   try {
     const dispatcher = await busAs(nats, "dispatcher");
     await ensureSchedulingInfra(dispatcher.bus.nc, { storage: "memory" });
@@ -252,8 +344,12 @@ async function idleBench(): Promise<Record<string, unknown>> {
     );
     await dispatcher.bus.close();
 
-    const svid = await nats.issue("watchdog", "ns", "default", "deployment", "idle", "idle-0");
-    await writeSvidFiles(dir, "svid", svid);
+    const socketPath = join(dir, "workload", "agent.sock");
+    await workloadApi.addPod(
+      "idle-0",
+      spiffeId(nats.trustDomain, "ns", "default", "deployment", "idle", "idle-0"),
+      socketPath,
+    );
     const env = {
       PATH: process.env["PATH"] ?? "",
       BEEMESH_NATS_URL: nats.url,
@@ -265,52 +361,74 @@ async function idleBench(): Promise<Record<string, unknown>> {
       BEEMESH_WATCHDOG_INTERVAL_MS: "1000",
       BEEMESH_POD_NAME: "idle-0",
       BEEMESH_NODE_ID: "node-1",
-      BEEMESH_SVID_DIR: dir,
+      BEEMESH_WORKLOAD_API_SOCKET: socketPath,
       BEEMESH_LOG_LEVEL: "warn",
     };
-    child = spawn(process.execPath, [mainJs], { env, stdio: ["ignore", "ignore", "pipe"] });
-    let stderr = "";
-    child.stderr?.on("data", (d: Buffer) => (stderr = (stderr + d.toString()).slice(-4000)));
-    const pid = child.pid!;
-    await sleep(3000); // start-up (module loading, TLS, KV reads) is not idle time
-    if (child.exitCode !== null) throw new Error(`watchdog exited: ${stderr}`);
-    const t1 = performance.now();
-    const s1 = await procStat(pid);
-    await sleep(IDLE_S * 1000);
-    const s2 = await procStat(pid);
-    const t2 = performance.now();
-    const rssKb = await vmRssKb(pid);
-    const clkTck = Number((await execFileP("getconf", ["CLK_TCK"])).stdout.trim()) || 100;
-    const cpuSeconds = (s2.cpuTicks - s1.cpuTicks) / clkTck;
-    const wall = (t2 - t1) / 1000;
-    return {
-      process: `node ${process.version} ${mainJs.slice(repo.length + 1)} (tsc build)`,
-      idle_seconds: Math.round(wall * 10) / 10,
-      vm_rss_mb: Math.round((rssKb / 1024) * 10) / 10,
-      cpu_seconds: Math.round(cpuSeconds * 1000) / 1000,
-      cpu_percent: Math.round((cpuSeconds / wall) * 100 * 100) / 100,
-      heartbeat_interval_ms: 1000,
-    };
-  } finally {
-    if (child !== undefined && child.exitCode === null) {
-      const exited = new Promise((r) => child!.once("exit", r));
-      child.kill("SIGTERM");
-      const t = setTimeout(() => child!.kill("SIGKILL"), 5000);
-      await exited;
-      clearTimeout(t);
+    // Idle means running: the watchdog has sent its first heartbeat.
+    const admin = await busAs(nats, "admin");
+    const heartbeat = () =>
+      new Promise<void>((resolveBeat, reject) => {
+        const sub = admin.bus.nc.subscribe(subjects().watchdog("default", "idle"), { max: 1 });
+        const t = setTimeout(() => {
+          sub.unsubscribe();
+          reject(new Error("bench: no heartbeat within 30 s"));
+        }, 30_000);
+        void (async () => {
+          for await (const _ of sub) break;
+          clearTimeout(t);
+          resolveBeat();
+        })();
+      });
+    try {
+      const sidecar = await idleProcess(sidecarArgv(mainJs, true), env, heartbeat);
+      const withoutFlags = await idleProcess(sidecarArgv(mainJs, false), env, heartbeat);
+      const bare = await idleProcess(
+        [process.execPath, "-e", "setInterval(() => {}, 1 << 30)"],
+        { PATH: env.PATH },
+        async () => {
+          await sleep(500);
+        },
+      );
+      return {
+        node: process.version,
+        build: "tsc (tsconfig.build.json)",
+        identity: "SPIFFE Workload API socket (gRPC), as the node agent mounts it",
+        heartbeat_interval_ms: 1000,
+        floors: FLOORS,
+        within_floors: sidecar.vm_rss_max_mb <= FLOORS.vm_rss_mb && sidecar.cpu_percent < FLOORS.cpu_percent,
+        sidecar,
+        without_node_flags: withoutFlags,
+        bare_node: bare,
+      };
+    } finally {
+      await admin.bus.close();
     }
+  } finally {
+    await workloadApi.close().catch(() => undefined);
     await nats.stop();
     await rm(dir, { recursive: true, force: true });
   }
 }
 
+/** The previous results, so a partial run replaces only the parts it measured. */
+async function previousResult(path: string): Promise<Record<string, unknown>> {
+  try {
+    return JSON.parse(await readFile(path, "utf8")) as Record<string, unknown>;
+  } catch {
+    return {};
+  }
+}
+
 async function main(): Promise<void> {
   const started = performance.now();
-  const only = args.only;
-  const crash = only === undefined || only === "crash" ? await crashBench() : { samples: [] };
-  const nodeLoss =
-    only === undefined || only === "node-loss" ? await nodeLossBench() : { samples: [], nodesLost: 0 };
-  const idle = only === undefined || only === "idle" ? await idleBench() : {};
+  const only = args["footprint-only"] ? "idle" : args.only;
+  if (only !== undefined && !["crash", "node-loss", "idle"].includes(only))
+    throw new Error(`bench: --only ${only}: expected crash, node-loss or idle`);
+  const runs = (part: string) => only === undefined || only === part;
+  const previous = await previousResult(args.out);
+  const crash = runs("crash") ? await crashBench() : { samples: [] };
+  const nodeLoss = runs("node-loss") ? await nodeLossBench() : { samples: [], nodesLost: 0 };
+  const idle = runs("idle") ? await footprintBench() : previous["idle_watchdog"];
   const result = {
     bench: "heal",
     date: new Date().toISOString(),
@@ -330,15 +448,19 @@ async function main(): Promise<void> {
       selection_window_ms: "250 ± 100",
       spread: "required pod anti-affinity: one replica per node",
     },
-    app_crash: {
-      ...summary(crash.samples),
-      how: "app container exits; its watchdog hands its slot to a clone at once",
-    },
-    node_loss: {
-      ...summary(nodeLoss.samples),
-      nodes_lost: nodeLoss.nodesLost,
-      how: "agent and its pods vanish; peers notice after the heartbeat TTL, the leader clones",
-    },
+    app_crash: runs("crash")
+      ? {
+          ...summary(crash.samples),
+          how: "app container exits; its watchdog hands its slot to a clone at once",
+        }
+      : previous["app_crash"],
+    node_loss: runs("node-loss")
+      ? {
+          ...summary(nodeLoss.samples),
+          nodes_lost: nodeLoss.nodesLost,
+          how: "agent and its pods vanish; peers notice after the heartbeat TTL, the leader clones",
+        }
+      : previous["node_loss"],
     idle_watchdog: idle,
     total_seconds: Math.round((performance.now() - started) / 1000),
   };

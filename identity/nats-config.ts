@@ -126,7 +126,8 @@ export function rolePermissions(role: NatsRole, prefix = DEFAULT_SUBJECT_PREFIX)
         allowResponses: false,
       };
     case "lease-keeper":
-      return client([s.leases, s.events, kvWrite(b.leases)], [s.proposals, s.tasks, s.events]);
+      // Tasks too: a task no node bid on, or whose bidders all failed, is republished.
+      return client([s.leases, s.events, s.tasks, kvWrite(b.leases)], [s.proposals, s.tasks, s.events]);
     case "scheduler-bidder":
       return client(
         [s.proposals, s.events, kvWrite(b.leases), kvWrite(b.nodes), kvWrite(b.providers)],

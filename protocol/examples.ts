@@ -104,6 +104,11 @@ export function exampleHeartbeat(): Heartbeat {
     ready: true,
     task_id: EXAMPLE_TASK_ID,
     started_at: EXAMPLE_TS + 800,
+    spec_revision: 12,
+    template_hash: "0123456789abcdef",
+    slot: null,
+    retiring: false,
+    pending: [],
     seq: 7,
     ts: EXAMPLE_TS + 8000,
   };

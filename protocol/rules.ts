@@ -13,6 +13,7 @@ import { compareQuantities, isQuantity } from "./quantity.js";
 import { isEmptySelector, matchesSelector } from "./selector.js";
 import type { LabelSelector } from "./schema/common.js";
 import { RAFT_CONTAINER_NAME, WATCHDOG_CONTAINER_NAME } from "./schema/resources.js";
+import { MAX_BATCH } from "./schema/messages.js";
 
 type Obj = { [key: string]: JsonValue };
 
@@ -446,18 +447,26 @@ export const taskRules: Rule = (value, out, base) => {
   checkTolerations(t.tolerations, [...base, "tolerations"], out);
 };
 
+/**
+ * Three kinds of bid: fits (`fit` true, no victims, offers >= 1); fits only by
+ * preemption (`fit` false with the victims it would evict, offers >= 1); does
+ * not fit (`fit` false, no victims, offers 0).
+ */
 export const bidRules: Rule = (value, out, base) => {
   const b = obj(value);
   if (!b) return;
   const offered = num(b.offered);
-  if (b.fit === false) {
-    if (offered !== undefined && offered !== 0)
-      out.add([...base, "offered"], "FieldValueInvalid", "must be 0 when `fit` is false");
-    if (has(b, "victims"))
-      out.add([...base, "victims"], "FieldValueForbidden", "a bid that does not fit names no victims");
-  }
-  if (b.fit === true && offered === 0) {
-    out.add([...base, "offered"], "FieldValueInvalid", "must be at least 1 when `fit` is true");
+  const preempting = has(b, "victims");
+  if (b.fit === true && preempting)
+    out.add(
+      [...base, "victims"],
+      "FieldValueForbidden",
+      "a bid that fits evicts nobody; a preempting bid has `fit` false",
+    );
+  if (b.fit === false && !preempting && offered !== undefined && offered !== 0)
+    out.add([...base, "offered"], "FieldValueInvalid", "must be 0 when `fit` is false and no victims are named");
+  if ((b.fit === true || preempting) && offered === 0) {
+    out.add([...base, "offered"], "FieldValueInvalid", "must be at least 1 when the bid fits or preempts");
   }
 };
 
@@ -481,6 +490,12 @@ export const leaseRules: Rule = (value, out, base) => {
       "the winner of a task lease is a node id (a DNS-1123 label)",
     );
   }
+  if (identity && has(l, "first"))
+    out.add([...base, "first"], "FieldValueForbidden", "only a task lease grants a share of a batch");
+  const first = num(l.first);
+  const granted = num(l.granted);
+  if (first !== undefined && granted !== undefined && first + granted > MAX_BATCH)
+    out.add([...base, "granted"], "FieldValueInvalid", `the share ends past replica ${MAX_BATCH - 1}`);
 };
 
 const EVENTS_WITH_NODE = new Set(["leased", "deployed", "failed", "preempted", "removed"]);

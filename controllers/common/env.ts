@@ -49,6 +49,15 @@ export function envInt(
   return n;
 }
 
+/** An integer that may be left unset (undefined: the component's own default applies). */
+export function envOptionalInt(
+  env: Env,
+  name: string,
+  range: { min?: number; max?: number } = {},
+): number | undefined {
+  return envOptional(env, name) === undefined ? undefined : envInt(env, name, 0, range);
+}
+
 export function envBool(env: Env, name: string, fallback: boolean): boolean {
   const raw = envOptional(env, name)?.toLowerCase();
   if (raw === undefined) return fallback;

@@ -6,6 +6,11 @@
 // know its own revision before the write, so it stores fencing_token 0, read
 // as "the revision of this entry"; the winner's renewals carry the token it was
 // told, so later revisions keep pointing at the award.
+//
+// A batch Task (DESIGN §3.6) is placed as shares: contiguous replica ranges
+// first..first+granted-1, one lease each. The share at replica 0 uses the
+// task's own key (so a single-replica task is the batch of one); a share at
+// `first` > 0 uses `task.<taskId>.<first>`.
 import { JetStreamApiCodes, JetStreamApiError } from "@nats-io/jetstream";
 import type { KV, KvEntry } from "@nats-io/kv";
 import { kvKeys, parseLease, type Lease } from "../../protocol/index.js";
@@ -27,8 +32,26 @@ const decoder = new TextDecoder();
 
 export const taskLeaseKey = (taskId: string): string => kvKeys.taskLease(taskId);
 
+/** The lease key of the share starting at replica `first` of a task. */
+export function shareLeaseKey(taskId: string, first: number): string {
+  if (!Number.isSafeInteger(first) || first < 0)
+    throw new RangeError(`lease-record: share start ${first} is not a non-negative integer`);
+  return first === 0 ? taskLeaseKey(taskId) : `${taskLeaseKey(taskId)}.${first}`;
+}
+
+/** Task id and share start of a task lease key; undefined for other keys. */
+export function parseTaskLeaseKey(key: string): { taskId: string; first: number } | undefined {
+  if (!key.startsWith(TASK_LEASE_PREFIX)) return undefined;
+  const rest = key.slice(TASK_LEASE_PREFIX.length);
+  const dot = rest.indexOf(".");
+  if (dot < 0) return rest.length > 0 ? { taskId: rest, first: 0 } : undefined;
+  const suffix = rest.slice(dot + 1);
+  if (!/^[1-9][0-9]{0,8}$/.test(suffix)) return undefined;
+  return { taskId: rest.slice(0, dot), first: Number(suffix) };
+}
+
 export function taskIdOfLeaseKey(key: string): string | undefined {
-  return key.startsWith(TASK_LEASE_PREFIX) ? key.slice(TASK_LEASE_PREFIX.length) : undefined;
+  return parseTaskLeaseKey(key)?.taskId;
 }
 
 export function encodeLease(lease: Lease): Uint8Array {
@@ -65,6 +88,6 @@ export function isWrongLastSequence(err: unknown): boolean {
   return err instanceof Error && /wrong last sequence/i.test(err.message);
 }
 
-export async function readLease(kv: KV, taskId: string): Promise<LeaseRecord | undefined> {
-  return decodeLeaseEntry(await kv.get(taskLeaseKey(taskId)));
+export async function readLease(kv: KV, taskId: string, first = 0): Promise<LeaseRecord | undefined> {
+  return decodeLeaseEntry(await kv.get(shareLeaseKey(taskId, first)));
 }

@@ -178,7 +178,12 @@ export class Dispatcher {
       providers: kvProviderDirectory(infra.buckets.providers),
       remover: nodeApiRemover(bus),
       events: busEventPublisher(bus),
-      render: { natsUrl: firstServer(opts.natsServers), prefix: opts.prefix, ...opts.render },
+      render: {
+        natsUrl: firstServer(opts.natsServers),
+        prefix: opts.prefix,
+        shards: opts.shards ?? 16,
+        ...opts.render,
+      },
       prefix: opts.prefix,
       shards: opts.shards ?? 16,
       now,

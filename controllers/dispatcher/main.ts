@@ -1,17 +1,21 @@
 // Entry point of the dispatcher container. The only place that reads the
 // environment and the command line (STYLE §8); everything else takes options.
-//
-// Environment: BEEMESH_NATS_URL (comma-separated), BEEMESH_SVID_DIR,
-// BEEMESH_TRUST_DOMAIN, BEEMESH_PREFIX, BEEMESH_SOURCE=api|kubernetes,
-// BEEMESH_API_PORT, BEEMESH_API_HOST, BEEMESH_API_TLS_CERT, BEEMESH_API_TLS_KEY,
-// BEEMESH_DEV_INSECURE, BEEMESH_HEALTH_PORT, BEEMESH_HEALTH_HOST, BEEMESH_SHARDS,
-// BEEMESH_LOG_LEVEL, BEEMESH_SIDECAR_IMAGE, BEEMESH_SIDECAR_NATS_URL,
-// BEEMESH_DATA_ROOT, BEEMESH_NATS_REPLICAS.
+// Every variable, its default and meaning: docs/configuration.md.
 // Flags (win over the environment): --source=api|kubernetes, --dev-insecure.
 import { readFile } from "node:fs/promises";
 import { pathToFileURL } from "node:url";
 import { parseArgs } from "node:util";
 import { KubeConfig } from "@kubernetes/client-node";
+import {
+  EnvError,
+  envBool,
+  envInt,
+  envList,
+  envLogLevel,
+  envOptional,
+  envString,
+  type Env,
+} from "../common/env.js";
 import { createLogger, type LogLevel } from "../common/log.js";
 import { newRegistry } from "../common/health-server.js";
 import { svidDirSource } from "../common/svid-dir.js";
@@ -30,37 +34,24 @@ export interface DispatcherCliConfig {
   logLevel: LogLevel;
   sidecarImage?: string;
   sidecarNatsUrl?: string;
+  /** Requests = limits of each injected sidecar (both or neither). */
+  sidecarResources?: { cpu: string; memory: string };
   dataRoot?: string;
   replicas: number;
 }
 
-const LOG_LEVELS: readonly LogLevel[] = ["debug", "info", "warn", "error"];
-
-function int(
-  env: Record<string, string | undefined>,
-  name: string,
-  fallback: number,
-  min: number,
-  max: number,
-): number {
-  const raw = env[name];
-  if (raw === undefined || raw === "") return fallback;
-  const n = Number(raw);
-  if (!Number.isSafeInteger(n) || n < min || n > max) {
-    throw new DispatcherConfigError(`${name}=${JSON.stringify(raw)} must be an integer in [${min}, ${max}]`);
-  }
-  return n;
-}
-
-function bool(raw: string | undefined): boolean {
-  return raw !== undefined && /^(1|true|yes|on)$/i.test(raw.trim());
-}
-
 /** The settings from the environment and the arguments; refuses contradictions. Pure. */
-export function parseDispatcherConfig(
-  env: Record<string, string | undefined>,
-  argv: readonly string[],
-): DispatcherCliConfig {
+export function parseDispatcherConfig(env: Env, argv: readonly string[]): DispatcherCliConfig {
+  try {
+    return parse(env, argv);
+  } catch (err) {
+    // One error type for a bad start, whatever part of the settings it is about.
+    if (err instanceof EnvError) throw new DispatcherConfigError(err.message);
+    throw err;
+  }
+}
+
+function parse(env: Env, argv: readonly string[]): DispatcherCliConfig {
   let flags: { source?: string; "dev-insecure"?: boolean };
   try {
     flags = parseArgs({
@@ -72,53 +63,58 @@ export function parseDispatcherConfig(
   } catch (err) {
     throw new DispatcherConfigError(err instanceof Error ? err.message : String(err));
   }
-  const source = flags.source ?? env["BEEMESH_SOURCE"] ?? "api";
+  const source = flags.source ?? envString(env, "BEEMESH_SOURCE", "api");
   if (source !== "api" && source !== "kubernetes") {
     throw new DispatcherConfigError(`source must be "api" or "kubernetes", got ${JSON.stringify(source)}`);
   }
-  const natsServers = (env["BEEMESH_NATS_URL"] ?? "")
-    .split(",")
-    .map((s) => s.trim())
-    .filter((s) => s.length > 0);
+  const natsServers = envList(env, "BEEMESH_NATS_URL", []);
   if (natsServers.length === 0) throw new DispatcherConfigError("BEEMESH_NATS_URL is required");
-  const svidDir = env["BEEMESH_SVID_DIR"] ?? "";
-  if (svidDir === "")
+  const svidDir = envOptional(env, "BEEMESH_SVID_DIR");
+  if (svidDir === undefined)
     throw new DispatcherConfigError("BEEMESH_SVID_DIR is required (NATS takes mutual TLS only)");
-  const devInsecure = flags["dev-insecure"] ?? bool(env["BEEMESH_DEV_INSECURE"]);
-  const apiHost = env["BEEMESH_API_HOST"] ?? "127.0.0.1";
+  const devInsecure = flags["dev-insecure"] ?? envBool(env, "BEEMESH_DEV_INSECURE", false);
+  const apiHost = envString(env, "BEEMESH_API_HOST", "127.0.0.1");
   if (source === "api" && devInsecure && apiHost !== "127.0.0.1") {
     throw new DispatcherConfigError(`--dev-insecure serves plain HTTP on 127.0.0.1 only, not on ${apiHost}`);
   }
-  const tlsCertFile = env["BEEMESH_API_TLS_CERT"] || undefined;
-  const tlsKeyFile = env["BEEMESH_API_TLS_KEY"] || undefined;
+  const tlsCertFile = envOptional(env, "BEEMESH_API_TLS_CERT");
+  const tlsKeyFile = envOptional(env, "BEEMESH_API_TLS_KEY");
   if ((tlsCertFile === undefined) !== (tlsKeyFile === undefined)) {
     throw new DispatcherConfigError("BEEMESH_API_TLS_CERT and BEEMESH_API_TLS_KEY go together");
   }
-  const logLevel = (env["BEEMESH_LOG_LEVEL"] ?? "info") as LogLevel;
-  if (!LOG_LEVELS.includes(logLevel))
-    throw new DispatcherConfigError(`BEEMESH_LOG_LEVEL must be one of ${LOG_LEVELS.join(", ")}`);
+  const sidecarCpu = envOptional(env, "BEEMESH_SIDECAR_CPU");
+  const sidecarMemory = envOptional(env, "BEEMESH_SIDECAR_MEMORY");
+  if ((sidecarCpu === undefined) !== (sidecarMemory === undefined)) {
+    throw new DispatcherConfigError("BEEMESH_SIDECAR_CPU and BEEMESH_SIDECAR_MEMORY go together");
+  }
+  const sidecarImage = envOptional(env, "BEEMESH_SIDECAR_IMAGE");
+  const sidecarNatsUrl = envOptional(env, "BEEMESH_SIDECAR_NATS_URL");
+  const dataRoot = envOptional(env, "BEEMESH_DATA_ROOT");
   return {
     natsServers,
     svidDir,
-    trustDomain: env["BEEMESH_TRUST_DOMAIN"] || DEFAULT_TRUST_DOMAIN,
-    prefix: env["BEEMESH_PREFIX"] || "beemesh",
+    trustDomain: envString(env, "BEEMESH_TRUST_DOMAIN", DEFAULT_TRUST_DOMAIN),
+    prefix: envString(env, "BEEMESH_PREFIX", "beemesh"),
     source,
     api: {
-      port: int(env, "BEEMESH_API_PORT", 6443, 0, 65535),
+      port: envInt(env, "BEEMESH_API_PORT", 6443, { min: 0, max: 65535 }),
       host: apiHost,
       devInsecure,
       ...(tlsCertFile && tlsKeyFile ? { tlsCertFile, tlsKeyFile } : {}),
     },
     health: {
-      port: int(env, "BEEMESH_HEALTH_PORT", 9100, 0, 65535),
-      host: env["BEEMESH_HEALTH_HOST"] || "127.0.0.1",
+      port: envInt(env, "BEEMESH_HEALTH_PORT", 9100, { min: 0, max: 65535 }),
+      host: envString(env, "BEEMESH_HEALTH_HOST", "127.0.0.1"),
     },
-    shards: int(env, "BEEMESH_SHARDS", 16, 1, 65536),
-    logLevel,
-    ...(env["BEEMESH_SIDECAR_IMAGE"] ? { sidecarImage: env["BEEMESH_SIDECAR_IMAGE"] } : {}),
-    ...(env["BEEMESH_SIDECAR_NATS_URL"] ? { sidecarNatsUrl: env["BEEMESH_SIDECAR_NATS_URL"] } : {}),
-    ...(env["BEEMESH_DATA_ROOT"] ? { dataRoot: env["BEEMESH_DATA_ROOT"] } : {}),
-    replicas: int(env, "BEEMESH_NATS_REPLICAS", 1, 1, 5),
+    shards: envInt(env, "BEEMESH_SHARDS", 16, { min: 1, max: 65536 }),
+    logLevel: envLogLevel(env),
+    ...(sidecarImage !== undefined ? { sidecarImage } : {}),
+    ...(sidecarNatsUrl !== undefined ? { sidecarNatsUrl } : {}),
+    ...(sidecarCpu !== undefined && sidecarMemory !== undefined
+      ? { sidecarResources: { cpu: sidecarCpu, memory: sidecarMemory } }
+      : {}),
+    ...(dataRoot !== undefined ? { dataRoot } : {}),
+    replicas: envInt(env, "BEEMESH_NATS_REPLICAS", 1, { min: 1, max: 5 }),
   };
 }
 
@@ -170,6 +166,7 @@ export async function main(env: Record<string, string | undefined>, argv: readon
       ...(cfg.sidecarNatsUrl ? { natsUrl: cfg.sidecarNatsUrl } : {}),
       ...(cfg.sidecarImage ? { watchdogImage: cfg.sidecarImage, raftImage: cfg.sidecarImage } : {}),
       ...(cfg.dataRoot ? { dataRoot: cfg.dataRoot } : {}),
+      ...(cfg.sidecarResources ? { sidecarResources: cfg.sidecarResources } : {}),
     },
     logger,
     registry,

@@ -1,4 +1,5 @@
-// The lease-keeper's settings from its environment (read in main only).
+// The lease-keeper's settings from its environment (read in main only;
+// every variable, default and meaning: docs/configuration.md).
 import { envBool, envInt, envList, envLogLevel, envString, type Env } from "../common/env.js";
 import type { LogLevel } from "../common/log.js";
 import type { LeaseKeeperOptions as LogicOptions } from "./logic/index.js";
@@ -9,6 +10,7 @@ export interface KeeperConfig {
   trustDomain: string;
   prefix: string;
   healthPort: number;
+  healthHost: string;
   logLevel: LogLevel;
   logic: LogicOptions;
   earlyClose: boolean;
@@ -23,6 +25,7 @@ export function parseKeeperEnv(env: Env): KeeperConfig {
     trustDomain: envString(env, "BEEMESH_TRUST_DOMAIN", "beemesh.local"),
     prefix: envString(env, "BEEMESH_PREFIX", "beemesh"),
     healthPort: envInt(env, "BEEMESH_HEALTH_PORT", 9102, { min: 0, max: 65535 }),
+    healthHost: envString(env, "BEEMESH_HEALTH_HOST", "127.0.0.1"),
     logLevel: envLogLevel(env),
     logic: {
       windowMs: envInt(env, "BEEMESH_WINDOW_MS", 250, { min: 1, max: 60_000 }),

@@ -23,24 +23,14 @@ import {
   parseNodeStatus,
   parseTask,
   subjects,
+  taskReplicaCount,
   type Bid,
   type Event,
   type Lease,
   type Subjects,
   type Task,
 } from "../../protocol/index.js";
-import {
-  DEFAULT_RULES,
-  allOf,
-  anyOf,
-  controller,
-  newNonce,
-  subjectLength,
-  type AuthzRule,
-  type Bus,
-  type MessageSpec,
-  type Received,
-} from "../../protocol/bus/index.js";
+import { newNonce, type Bus, type MessageSpec, type Received } from "../../protocol/bus/index.js";
 import { Alarm, systemClock, type ControllerClock } from "../common/clock.js";
 import type { Logger } from "../common/log.js";
 import {
@@ -48,35 +38,22 @@ import {
   decodeLeaseEntry,
   encodeLease,
   isWrongLastSequence,
+  parseTaskLeaseKey,
   readLease,
-  taskIdOfLeaseKey,
-  taskLeaseKey,
+  shareLeaseKey,
 } from "../common/lease-record.js";
 import {
   LeaseKeeperLogic,
   type AwardResult,
+  type KeeperAction,
   type KeeperEvent,
   type KeeperInput,
   type LeaseBid,
   type LeaseKeeperLimits,
   type LeaseKeeperOptions as LogicOptions,
+  type NodeEventStatus,
   type TaggedAction,
 } from "./logic/index.js";
-
-/**
- * Lets agents accept a Task a lease-keeper republishes (attempt + 1 after an
- * unschedulable wait). Add it with createAuthorizer({ extraRules }) where
- * republishing is wanted; NATS must also let the lease-keeper role publish on
- * the tasks subjects.
- */
-export const KEEPER_REPUBLISH_RULE: AuthzRule = (() => {
-  // The first matching rule decides, so this one must still admit whoever the table admits.
-  const table = DEFAULT_RULES.find(
-    (r) => r.family === "tasks" && r.types !== "*" && r.types.includes("Task"),
-  );
-  const keeper = allOf(subjectLength(3), controller("lease-keeper"));
-  return { family: "tasks", types: ["Task"], authorize: table ? anyOf(table.authorize, keeper) : keeper };
-})();
 
 export interface LeaseKeeperBuckets {
   leases: KV;
@@ -211,13 +188,6 @@ interface TaskEntry {
   subject: string;
 }
 
-/** A node's report about a task, kept until the machine can take it. */
-interface NodeReport {
-  status: "deployed" | "failed" | "removed" | "preempted";
-  node_id: string;
-  fencing_token: number | undefined;
-}
-
 interface NodeEntry {
   shards: number[];
   seenMs: number;
@@ -240,10 +210,6 @@ export class LeaseKeeper {
   private readonly tasks = new Map<string, TaskEntry>();
   private readonly nodes = new Map<string, NodeEntry>();
   private readonly probers = new Map<number, number>();
-  /** The award each followed lease belongs to (its fencing token), from the KV watch and own awards. */
-  private readonly fences = new Map<string, { winner: string; fencing: number }>();
-  /** Node reports that arrived while the machine was not yet following that node's lease. */
-  private readonly reports = new Map<string, NodeReport>();
   private readonly wakes = new WakeHeap();
   private readonly alarm: Alarm;
   private readonly stops: Array<() => void> = [];
@@ -382,7 +348,12 @@ export class LeaseKeeper {
     const expected = this.earlyClose && Number.isSafeInteger(shard) ? this.probers.get(shard) : undefined;
     this.step({
       type: "task",
-      task: { task_id: task.task_id, priority: task.priority, attempt: task.attempt },
+      task: {
+        task_id: task.task_id,
+        priority: task.priority,
+        attempt: task.attempt,
+        replicas: taskReplicaCount(task),
+      },
       ...(expected !== undefined && expected > 0 ? { expectedBids: expected } : {}),
       nowMs: this.clock.monotonic(),
     });
@@ -390,15 +361,15 @@ export class LeaseKeeper {
 
   private onBid(m: Received<Bid>): void {
     const b = m.payload;
-    // A wire bid with victims fits only by evicting them: the logic calls that a preempting (non-fitting) bid.
-    const preempting = b.victims !== undefined && b.victims.length > 0;
+    // The wire and the logic read a bid alike: `fit` false with victims fits only by evicting them.
     const bid: LeaseBid = {
       task_id: b.task_id,
       node_id: b.node_id,
       score: b.score,
-      fit: b.fit && !preempting,
+      fit: b.fit,
       reasons: b.reasons,
       ...(b.victims !== undefined ? { victims: b.victims } : {}),
+      offered: b.offered,
     };
     this.step({ type: "bid", bid, nowMs: this.clock.monotonic() });
   }
@@ -408,68 +379,24 @@ export class LeaseKeeper {
     if (!NODE_STATUSES.has(e.status) || e.node_id === undefined) return;
     // Only the node itself speaks for its pods.
     if (m.principal.kind !== "node" || m.principal.nodeId !== e.node_id) return;
-    const report: NodeReport = {
-      status: e.status as NodeReport["status"],
-      node_id: e.node_id,
-      fencing_token: e.fencing_token,
-    };
-    // A report can overtake the lease it is about (this keeper still awarding, not
-    // past its own window, or not even given the task yet): keep it until the
-    // machine follows that node's lease.
-    if (!this.logic.wasFinished(e.task_id)) {
-      this.reports.delete(e.task_id);
-      this.reports.set(e.task_id, report);
-      if (this.reports.size > 100_000) {
-        const oldest = this.reports.keys().next();
-        if (oldest.done !== true) this.reports.delete(oldest.value);
-      }
-    }
+    // A report that overtakes the lease it is about waits in the logic until that lease is followed.
     this.step({
       type: "nodeEvent",
       task_id: e.task_id,
-      status: report.status,
+      status: e.status as NodeEventStatus,
       node_id: e.node_id,
-      nowMs: this.clock.monotonic(),
-    });
-  }
-
-  /** Hands a kept node report to a machine that now follows the reporting node's lease. */
-  private deliverReport(taskId: string): void {
-    const report = this.reports.get(taskId);
-    if (report === undefined) return;
-    const machine = this.logic.machine(taskId);
-    if (machine === undefined) {
-      this.reports.delete(taskId);
-      return;
-    }
-    const st = machine.state;
-    if (st.kind !== "leased" || st.winner !== report.node_id) return;
-    const fence = this.fences.get(taskId);
-    if (
-      report.fencing_token !== undefined &&
-      fence !== undefined &&
-      fence.winner === report.node_id &&
-      fence.fencing !== report.fencing_token
-    ) {
-      this.reports.delete(taskId); // about an older award of the same node
-      return;
-    }
-    this.reports.delete(taskId);
-    this.step({
-      type: "nodeEvent",
-      task_id: taskId,
-      status: report.status,
-      node_id: report.node_id,
+      ...(e.fencing_token !== undefined ? { fencing_token: e.fencing_token } : {}),
       nowMs: this.clock.monotonic(),
     });
   }
 
   private onLeaseEntry(entry: KvWatchEntry): void {
-    const taskId = taskIdOfLeaseKey(entry.key);
-    if (taskId === undefined) return;
+    const key = parseTaskLeaseKey(entry.key);
+    if (key === undefined) return;
+    const { taskId, first } = key;
     const now = this.clock.monotonic();
     if (entry.operation !== "PUT") {
-      this.step({ type: "leaseDeleted", task_id: taskId, nowMs: now });
+      this.step({ type: "leaseDeleted", task_id: taskId, first, nowMs: now });
       return;
     }
     const rec = decodeLeaseEntry(entry);
@@ -477,11 +404,16 @@ export class LeaseKeeper {
       this.log.warn("unreadable lease", { key: entry.key, revision: entry.revision });
       return;
     }
-    this.fences.set(taskId, { winner: rec.lease.winner_id, fencing: rec.fencingToken });
     this.step({
       type: "leaseObserved",
       task_id: taskId,
-      lease: { winner_id: rec.lease.winner_id, revision: entry.revision },
+      first,
+      lease: {
+        winner_id: rec.lease.winner_id,
+        revision: entry.revision,
+        granted: rec.lease.granted,
+        fencing_token: rec.fencingToken,
+      },
       nowMs: now,
     });
   }
@@ -547,7 +479,7 @@ export class LeaseKeeper {
           this.wake(action.atMs);
           break;
         case "award":
-          this.track(this.award(task_id, action.bid, action.prevRevision));
+          this.track(this.award(task_id, action));
           break;
         case "emit":
           this.emit(action.event);
@@ -558,13 +490,7 @@ export class LeaseKeeper {
       }
     }
     for (const id of touched) {
-      if (this.logic.machine(id) === undefined) {
-        if (this.logic.wasFinished(id)) this.tasks.delete(id);
-        this.fences.delete(id);
-        this.reports.delete(id);
-      } else if (this.reports.has(id)) {
-        this.deliverReport(id);
-      }
+      if (this.logic.machine(id) === undefined && this.logic.wasFinished(id)) this.tasks.delete(id);
     }
   }
 
@@ -597,8 +523,11 @@ export class LeaseKeeper {
       .finally(() => this.inflight.delete(p));
   }
 
-  private async award(taskId: string, bid: LeaseBid, prevRevision: number | null): Promise<void> {
-    const key = taskLeaseKey(taskId);
+  /** One share's award: KV create (or CAS update on a re-award), then the notice to the winner. */
+  private async award(taskId: string, action: Extract<KeeperAction, { type: "award" }>): Promise<void> {
+    const { bid, prevRevision } = action;
+    const first = action.first ?? 0;
+    const key = shareLeaseKey(taskId, first);
     const now = this.clock.now();
     const lease: Lease = {
       task_id: taskId,
@@ -607,7 +536,8 @@ export class LeaseKeeper {
       version: prevRevision ?? 0,
       // 0: "the revision of this entry" (lease-record.ts); the winner's renewals carry it.
       fencing_token: 0,
-      granted: 1,
+      granted: action.granted ?? 1,
+      ...(first > 0 ? { first } : {}),
       ts: now,
     };
     let result: AwardResult;
@@ -619,8 +549,8 @@ export class LeaseKeeper {
       result = { ok: true, revision };
     } catch (err) {
       const conflict = isWrongLastSequence(err);
-      if (!conflict) this.log.warn("award write failed", { task_id: taskId, err: errorText(err) });
-      const current = await readLease(this.kv.leases, taskId).catch(() => undefined);
+      if (!conflict) this.log.warn("award write failed", { task_id: taskId, first, err: errorText(err) });
+      const current = await readLease(this.kv.leases, taskId, first).catch(() => undefined);
       if (
         !conflict &&
         current !== undefined &&
@@ -634,7 +564,14 @@ export class LeaseKeeper {
         result = {
           ok: false,
           current:
-            current === undefined ? null : { winner_id: current.lease.winner_id, revision: current.revision },
+            current === undefined
+              ? null
+              : {
+                  winner_id: current.lease.winner_id,
+                  revision: current.revision,
+                  granted: current.lease.granted,
+                  fencing_token: current.fencingToken,
+                },
         };
       }
       this.metrics.awards.inc({ result: conflict ? "conflict" : "error" });
@@ -642,7 +579,6 @@ export class LeaseKeeper {
     if (this.halted) return;
     if (result.ok) {
       this.metrics.awards.inc({ result: "won" });
-      this.fences.set(taskId, { winner: bid.node_id, fencing: result.revision });
       const notice: Lease = {
         ...lease,
         version: result.revision,
@@ -652,7 +588,7 @@ export class LeaseKeeper {
       this.bus.publish(this.subj.leases(bid.node_id), "Lease", notice);
     }
     this.apply(
-      this.logic.step({ type: "awardResult", task_id: taskId, result, nowMs: this.clock.monotonic() }),
+      this.logic.step({ type: "awardResult", task_id: taskId, first, result, nowMs: this.clock.monotonic() }),
     );
   }
 
@@ -694,7 +630,7 @@ export class LeaseKeeper {
       this.bus
         .publishDurable(entry.subject, "Task", task, { msgID: `${taskId}/attempt-${attempt}` })
         .catch((err: unknown) => {
-          // Needs the lease-keeper role to publish on the tasks subjects (see KEEPER_REPUBLISH_RULE).
+          // The lease-keeper role publishes on the tasks subjects (identity/nats-config.ts, bus authz keeperRepublish).
           const level = this.republishWarned ? "debug" : "warn";
           this.republishWarned = true;
           this.log[level]("task not republished", { task_id: taskId, attempt, err: errorText(err) });

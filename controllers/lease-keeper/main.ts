@@ -49,6 +49,7 @@ async function main(): Promise<void> {
   });
   const health = await startHealthServer({
     port: cfg.healthPort,
+    host: cfg.healthHost,
     registry,
     healthy: () => !bus.nc.isClosed(),
     ready: () => keeper.isReady() && bus.isConnected(),

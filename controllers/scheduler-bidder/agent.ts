@@ -12,7 +12,14 @@
 // other probed nodes bid, and a task nobody bid for is retried by the keepers.
 //
 // A bid's reservation is released after `bidHoldMs` unless the award came; a
-// node never hears that it lost. Tasks refused only for capacity are deferred
+// node never hears that it lost.
+//
+// Batches (DESIGN §3.6): a Task may stand for many replicas. The node offers
+// as many as fit (no preemption for batches), and an award grants it a share,
+// replicas first..first+granted-1, under one lease: the node starts that many
+// pods, all or none (a failure removes the ones it started and reports the
+// share `failed`, so the keepers re-award it whole), renews the share's lease,
+// and reports one event per share. A single-replica task is the share of one. Tasks refused only for capacity are deferred
 // and bid again (a late bid) when reservations free up, so a burst larger
 // than one node's room still converges without a republish.
 import { Counter, Registry } from "prom-client";
@@ -22,6 +29,8 @@ import {
   parseLease,
   parseTask,
   subjects,
+  taskOrdinals,
+  taskReplicaCount,
   type Bid,
   type EventStatus,
   type Lease,
@@ -36,7 +45,16 @@ import {
 import { newNonce, type BusSubscription, type MessageSpec, type Received } from "../../protocol/bus/index.js";
 import { Alarm, systemClock, type ControllerClock } from "../common/clock.js";
 import type { Logger } from "../common/log.js";
-import { encodeLease, isWrongLastSequence, readLease, taskLeaseKey } from "../common/lease-record.js";
+import {
+  TASK_LEASE_PREFIX,
+  decodeLeaseEntry,
+  encodeLease,
+  isWrongLastSequence,
+  parseTaskLeaseKey,
+  readLease,
+  shareLeaseKey,
+  type LeaseRecord,
+} from "../common/lease-record.js";
 import { fnv1a32 } from "./logic/hash.js";
 import {
   CapacityLedger,
@@ -46,6 +64,7 @@ import {
   type FitReasonCode,
   type PlacementTask,
   type Resources,
+  type SharePod,
   type Victim,
 } from "./logic/index.js";
 import { ManifestCache } from "./manifests.js";
@@ -58,7 +77,14 @@ import {
   type LogsRequest,
   type NodeReply,
 } from "./node-api.js";
-import { PodExistsError, type PodIdentity, type Runtime, type WorkloadKind } from "./runtime/index.js";
+import {
+  PodExistsError,
+  type PodIdentity,
+  type PodManifest,
+  type Runtime,
+  type WorkloadKind,
+} from "./runtime/index.js";
+import { POD_ENV, injectAttachment, sidecarsOf, type WorkloadIdentities } from "./workload-identity.js";
 
 // ------------------------------------------------------------- options ---
 
@@ -129,6 +155,12 @@ export interface NodeAgentOptions {
   capabilities?: string[];
   /** Share one verified-manifest cache between agents (simulations). */
   manifestCache?: ManifestCache;
+  /**
+   * Per-pod SPIFFE Workload API sockets (workload-identity.ts): each pod's
+   * sidecar gets its own socket directory mounted, and its pod address when
+   * the node hands them out. Without it pods get their facts in env, no socket.
+   */
+  workloadIdentity?: Pick<WorkloadIdentities, "attach" | "detach">;
   clock?: ControllerClock;
 }
 
@@ -215,32 +247,51 @@ interface TaskInfo {
 interface KnownTask {
   task: Task;
   info: TaskInfo;
+  /** The pod name of a single-replica task (a batch names each replica at its award). */
   pod: string;
   labels: Record<string, string>;
+  /** Ledger keys of the pods a preempting bid named. */
   victims: string[];
   seenMs: number;
+  replicas: number;
 }
 
 type HeldState = "starting" | "running";
 
-interface HeldPod {
-  info: TaskInfo;
-  pod: string;
+/** A lease this node holds: one share of a task, replicas first..first+granted-1 (a single task: 0..0). */
+interface HeldLease {
+  key: string;
+  taskId: string;
+  first: number;
+  granted: number;
   fencingToken: number;
   revision: number;
-  state: HeldState;
-  deploying: boolean;
-  /** Settles when the start (deploy or failure) is over. */
-  started: Promise<void>;
   lost: boolean;
-  dropped: boolean;
   renewing: boolean;
   nextRenewMs: number;
+  /** Renewals slow down after this; set when the share's pods run. */
   settleAtMs: number | null;
+  pods: Set<HeldPod>;
 }
 
-function taskInfo(task: Task): TaskInfo {
-  const ordinal = task.ordinal ?? task.ordinals?.[0];
+interface HeldPod {
+  /** Ledger (and `held`) key: the task id for a single-replica task, `<task id>/<pod>` for a batch pod. */
+  key: string;
+  info: TaskInfo;
+  pod: string;
+  lease: HeldLease;
+  state: HeldState;
+  deploying: boolean;
+  /** Settles when the start (deploy or failure) of its share is over. */
+  started: Promise<void>;
+  dropped: boolean;
+}
+
+const batchPodKey = (taskId: string, pod: string): string => `${taskId}/${pod}`;
+
+/** What one replica of a task is: replica 0 of a single-replica task, or one of a batch's. */
+function taskInfo(task: Task, replica = 0): TaskInfo {
+  const ordinal = taskOrdinals(task)[replica];
   return {
     task_id: task.task_id,
     kind: task.kind,
@@ -254,19 +305,52 @@ function taskInfo(task: Task): TaskInfo {
 
 /**
  * A pod's name on its node: `<parent>-<ordinal>` for a StatefulSet member (its
- * stable name), `<parent>-<last 10 of the task id>` for a Deployment replica.
+ * stable name), `<parent>-<last 10 of the task id>` for a Deployment replica,
+ * `<parent>-<last 10 of the task id>-<replica>` for replica `replica` of a
+ * Deployment batch.
  */
-export function podNameFor(task: Pick<Task, "kind" | "parent" | "task_id" | "ordinal" | "ordinals">): string {
-  const ordinal = task.ordinal ?? task.ordinals?.[0];
+export function podNameFor(
+  task: Pick<Task, "kind" | "parent" | "task_id" | "ordinal" | "ordinals"> & Partial<Pick<Task, "count">>,
+  replica = 0,
+): string {
+  const ordinal = taskOrdinals(task)[replica];
+  const id = task.task_id.slice(-10).toLowerCase();
   const suffix =
     task.kind === "StatefulSet" && ordinal !== undefined
       ? String(ordinal)
-      : task.task_id.slice(-10).toLowerCase();
+      : taskReplicaCount(task) > 1
+        ? `${id}-${replica}`
+        : id;
   const base = task.parent
     .replace(/\./g, "-")
     .slice(0, 62 - suffix.length)
     .replace(/-+$/, "");
   return `${base}-${suffix}`;
+}
+
+/**
+ * The manifest with what only the node knows at deploy time in its sidecars'
+ * env (the watchdog or raft-member reads them: watchdog/main.ts): the pod's
+ * name, this node, the task that placed it. The input is not modified.
+ */
+export function withPodFacts(
+  manifest: PodManifest,
+  facts: { podName: string; nodeId: string; taskId: string },
+): PodManifest {
+  const sidecars = new Set(sidecarsOf(manifest).map((c) => c.name));
+  if (sidecars.size === 0) return manifest;
+  // A JSON round trip: manifests are JSON data, and the copy is ours to change.
+  const out = JSON.parse(JSON.stringify(manifest)) as PodManifest;
+  const vars = [
+    { name: POD_ENV.podName, value: facts.podName },
+    { name: POD_ENV.nodeId, value: facts.nodeId },
+    { name: POD_ENV.taskId, value: facts.taskId },
+  ];
+  const names = new Set<string>(vars.map((v) => v.name));
+  for (const c of out.spec.containers) {
+    if (sidecars.has(c.name)) c.env = [...(c.env ?? []).filter((e) => !names.has(e.name)), ...vars];
+  }
+  return out;
 }
 
 function placementOf(task: Task): PlacementTask {
@@ -379,6 +463,7 @@ export class NodeAgent {
   private readonly deferred = new Map<string, number>();
   private readonly held = new Map<string, HeldPod>();
   private readonly byPod = new Map<string, string>();
+  private readonly leases = new Map<string, HeldLease>();
   private readonly subscriptions: BusSubscription<unknown>[] = [];
   private readonly loops: Promise<void>[] = [];
   private readonly inflight = new Set<Promise<unknown>>();
@@ -514,7 +599,7 @@ export class NodeAgent {
     return [...this.held.values()].map((h) => ({
       pod: h.pod,
       task_id: h.info.task_id,
-      fencing_token: h.fencingToken,
+      fencing_token: h.lease.fencingToken,
       state: h.state,
     }));
   }
@@ -590,15 +675,6 @@ export class NodeAgent {
     if (this.stopping || this.halted) return;
     if (!this.remember(`${task.task_id}/${task.attempt}`)) return;
     if (this.held.has(task.task_id)) return;
-    const replicas = task.count ?? task.ordinals?.length ?? 1;
-    if (replicas > 1) {
-      this.sendBid(task, {
-        fit: false,
-        score: 0,
-        reasons: [`BatchUnsupported: this agent places one replica per task, the task asks for ${replicas}`],
-      });
-      return;
-    }
     const pod = podNameFor(task);
     let labels: Record<string, string>;
     try {
@@ -616,16 +692,26 @@ export class NodeAgent {
     if (this.halted) return;
     const ledger = this.ledgerOrThrow();
     if (ledger.expire(this.clock.monotonic()).length > 0) this.queueReconsider();
-    const decision = ledger.bid(
-      placementOf(task),
-      this.clock.monotonic(),
-      { pod, labels },
-      { preemption: this.s.preemption },
-    );
+    const decision = this.decide(task, pod, labels);
     this.rememberTask(task, pod, labels, decision);
     this.sendBid(task, decision);
     if (!decision.fit && decision.victims === undefined && deferrable(decision.reasons))
       this.defer(task.task_id);
+  }
+
+  /** The bid for a task now: one replica (preempting if need be), or as many of a batch as fit. */
+  private decide(
+    task: Task,
+    pod: string,
+    labels: Record<string, string>,
+  ): BidDecision & { offered?: number } {
+    const ledger = this.ledgerOrThrow();
+    const now = this.clock.monotonic();
+    const replicas = taskReplicaCount(task);
+    if (replicas === 1)
+      return ledger.bid(placementOf(task), now, { pod, labels }, { preemption: this.s.preemption });
+    const d = ledger.bidBatch(placementOf(task), replicas, now, { pod, labels });
+    return { fit: d.fit, score: d.score, reasons: d.reasons, offered: d.offered };
   }
 
   /**
@@ -656,8 +742,9 @@ export class NodeAgent {
       info: taskInfo(task),
       pod,
       labels,
-      victims: (decision.victims ?? []).map((v) => v.task_id),
+      victims: decision.victimKeys ?? (decision.victims ?? []).map((v) => v.task_id),
       seenMs: this.clock.monotonic(),
+      replicas: taskReplicaCount(task),
     });
     if (this.known.size > this.s.maxKnownTasks) {
       const oldest = this.known.keys().next();
@@ -665,28 +752,29 @@ export class NodeAgent {
     }
   }
 
-  private sendBid(task: Task, decision: BidDecision): void {
+  private sendBid(task: Task, decision: BidDecision & { offered?: number }): void {
     if (this.halted) return;
     const victims =
       decision.victims !== undefined && decision.victims.length > 0
         ? decision.victims.slice(0, 256)
         : undefined;
-    // On the wire a preempting bid fits "given these evictions" (protocol bidRules:
-    // a bid that does not fit names no victims); the keeper maps it back.
+    // A preempting bid does not fit as the node stands: `fit` false with the
+    // victims it would evict (protocol bidRules), read the same by the keepers.
+    const preempting = !decision.fit && victims !== undefined;
     const bid: Bid = {
       task_id: task.task_id,
       node_id: this.nodeId,
       score: decision.score,
-      fit: decision.fit || victims !== undefined,
+      fit: decision.fit,
       reasons: clampReasons(decision.reasons),
       capabilities: this.capabilities,
-      offered: decision.fit || victims !== undefined ? 1 : 0,
-      ...(victims !== undefined ? { victims } : {}),
+      offered: decision.fit ? (decision.offered ?? 1) : preempting ? 1 : 0,
+      ...(preempting ? { victims } : {}),
       nonce: newNonce(),
       ts: this.clock.now(),
     };
     this.bus.publish(this.subj.proposals(task.task_id), "Bid", bid);
-    this.metrics.bids.inc({ outcome: decision.fit ? "fit" : victims !== undefined ? "preempt" : "nofit" });
+    this.metrics.bids.inc({ outcome: decision.fit ? "fit" : preempting ? "preempt" : "nofit" });
   }
 
   private defer(taskId: string): void {
@@ -724,14 +812,9 @@ export class NodeAgent {
         this.deferred.delete(taskId);
         continue;
       }
-      const decision = ledger.bid(
-        placementOf(known.task),
-        now,
-        { pod: known.pod, labels: known.labels },
-        { preemption: this.s.preemption },
-      );
+      const decision = this.decide(known.task, known.pod, known.labels);
       if (decision.fit || decision.victims !== undefined) {
-        known.victims = (decision.victims ?? []).map((v) => v.task_id);
+        known.victims = decision.victimKeys ?? (decision.victims ?? []).map((v) => v.task_id);
         this.deferred.delete(taskId);
         this.sendBid(known.task, decision);
       }
@@ -745,7 +828,9 @@ export class NodeAgent {
     const lease = m.payload;
     if (this.stopping || this.halted) return;
     if (lease.task_id === undefined || lease.winner_id !== this.nodeId) return;
-    const current = this.held.get(lease.task_id);
+    const first = lease.first ?? 0;
+    const key = shareLeaseKey(lease.task_id, first);
+    const current = this.leases.get(key);
     if (current !== undefined) {
       // A repeated notice; a newer award to the same node moves the fence.
       if (lease.fencing_token > current.fencingToken) {
@@ -760,74 +845,171 @@ export class NodeAgent {
       this.metrics.awards.inc({ result: "unknown_task" });
       return;
     }
-    let resolveStarted!: () => void;
-    const held: HeldPod = {
-      info: known.info,
-      pod: known.pod,
+    if (first + lease.granted > known.replicas) {
+      this.log.warn("award beyond the task's replicas", {
+        task_id: lease.task_id,
+        first,
+        granted: lease.granted,
+      });
+      this.metrics.awards.inc({ result: "invalid" });
+      return;
+    }
+    const held: HeldLease = {
+      key,
+      taskId: lease.task_id,
+      first,
+      granted: lease.granted,
       fencingToken: lease.fencing_token,
       revision: lease.version,
-      state: "starting",
-      deploying: false,
-      started: new Promise<void>((r) => (resolveStarted = r)),
       lost: false,
-      dropped: false,
       renewing: false,
       nextRenewMs: Number.POSITIVE_INFINITY,
       settleAtMs: null,
+      pods: new Set(),
     };
-    void this.track(this.runAward(known, held).finally(() => resolveStarted()));
+    let resolveStarted!: () => void;
+    const started = new Promise<void>((r) => (resolveStarted = r));
+    void this.track(this.runAward(known, held, started).finally(() => resolveStarted()));
   }
 
-  private async runAward(known: KnownTask, held: HeldPod): Promise<void> {
-    const { task, info } = known;
+  /** What a share's events say: the task, and the ordinal only when the share is one replica. */
+  private shareInfo(known: KnownTask, lease: HeldLease): TaskInfo {
+    if (lease.granted === 1) return taskInfo(known.task, lease.first);
+    const { ordinal: _one, ...info } = known.info;
+    return info;
+  }
+
+  private async runAward(known: KnownTask, lease: HeldLease, started: Promise<void>): Promise<void> {
+    const { task } = known;
     const ledger = this.ledgerOrThrow();
     const now = this.clock.monotonic();
     ledger.expire(now);
-    if (!ledger.has(task.task_id)) {
-      // The bid's hold ran out (a slow keeper, or a re-award after an expiry): take the room again.
-      const r = this.reserveForAward(known, now);
+    const batch = known.replicas > 1;
+    const info = this.shareInfo(known, lease);
+    const singlePod = batch ? undefined : known.pod;
+    const pods: HeldPod[] = Array.from({ length: lease.granted }, (_, i) => {
+      const replica = lease.first + i;
+      const pod = batch ? podNameFor(task, replica) : known.pod;
+      return {
+        key: batch ? batchPodKey(task.task_id, pod) : task.task_id,
+        info: taskInfo(task, replica),
+        pod,
+        lease,
+        state: "starting",
+        deploying: false,
+        started,
+        dropped: false,
+      };
+    });
+    let evict: Victim[] = [];
+    if (!batch) {
+      if (!ledger.has(task.task_id)) {
+        // The bid's hold ran out (a slow keeper, or a re-award after an expiry): take the room again.
+        const r = this.reserveForAward(known, now);
+        if (!r.ok) {
+          this.metrics.awards.inc({ result: "no_capacity" });
+          await this.publishEvent(info, "failed", {
+            pod: known.pod,
+            fencing_token: lease.fencingToken,
+            reasons: r.reasons,
+            details: "no room left at award",
+          });
+          return;
+        }
+      }
+      const bound = ledger.bind(task.task_id);
+      if (!bound.ok) {
+        ledger.release(task.task_id);
+        await this.publishEvent(info, "failed", {
+          pod: known.pod,
+          fencing_token: lease.fencingToken,
+          details: bound.reason,
+        });
+        return;
+      }
+      evict = bound.evict;
+    } else {
+      const r = this.bindShareForAward(
+        known,
+        pods.map((p): SharePod => ({ key: p.key, pod: p.pod })),
+        now,
+      );
       if (!r.ok) {
         this.metrics.awards.inc({ result: "no_capacity" });
         await this.publishEvent(info, "failed", {
-          pod: known.pod,
-          fencing_token: held.fencingToken,
+          fencing_token: lease.fencingToken,
           reasons: r.reasons,
-          details: "no room left at award",
+          details: `no room left at award for ${lease.granted} replicas (${lease.first}..${lease.first + lease.granted - 1})`,
         });
         return;
       }
     }
-    const bound = ledger.bind(task.task_id);
-    if (!bound.ok) {
-      ledger.release(task.task_id);
-      await this.publishEvent(info, "failed", {
-        pod: known.pod,
-        fencing_token: held.fencingToken,
-        details: bound.reason,
-      });
-      return;
-    }
     this.deferred.delete(task.task_id);
-    this.held.set(task.task_id, held);
-    this.byPod.set(held.pod, task.task_id);
+    this.leases.set(lease.key, lease);
+    for (const p of pods) {
+      lease.pods.add(p);
+      this.held.set(p.key, p);
+      this.byPod.set(p.pod, p.key);
+    }
 
-    for (const victim of bound.evict) await this.evict(victim, task);
+    for (const victim of evict) await this.evict(victim, task);
 
     // Confirm the lease (and reset the keepers' expiry clocks) before running anything.
-    if (!(await this.renew(held)) || this.halted) return;
+    if (!(await this.renew(lease)) || this.halted) return;
 
     let manifest;
     try {
       manifest = (await this.manifests.get(task.manifest_ref)).manifest;
     } catch (err) {
-      await this.failStart(held, `manifest: ${errorText(err)}`);
+      await this.failShare(lease, info, singlePod, `manifest: ${errorText(err)}`);
       return;
     }
     if (this.halted) return;
-    if (held.lost || held.dropped) {
-      this.forget(held);
+    for (const held of pods) {
+      if (lease.lost || held.dropped) break;
+      const failure = await this.deployPod(held, task, manifest);
+      if (this.halted) return;
+      if (failure !== undefined) {
+        // All or none: the share goes back whole, so the keepers never split it.
+        await this.failShare(lease, info, singlePod, failure);
+        return;
+      }
+      held.state = "running";
+    }
+    const live = pods.filter((p) => !p.dropped);
+    if (lease.lost || live.length < pods.length) {
+      // Fenced (or a pod removed) while starting: another node holds the share now.
+      for (const held of live) {
+        await this.drop(held, {
+          removePod: held.state === "running",
+          deleteLease: false,
+          event: held.state === "running" ? "removed" : undefined,
+          details: "lease lost while starting",
+        });
+      }
       return;
     }
+    lease.settleAtMs = this.clock.monotonic() + this.s.settleGraceMs;
+    this.metrics.awards.inc({ result: "deployed" }, live.length);
+    await Promise.all(live.map((held) => this.writeProvider(held, "running")));
+    await this.publishEvent(info, "deployed", {
+      ...(singlePod !== undefined ? { pod: singlePod } : {}),
+      fencing_token: lease.fencingToken,
+      ...(batch ? { details: this.shareText(lease, live) } : {}),
+    });
+  }
+
+  private shareText(lease: HeldLease, pods: readonly HeldPod[]): string {
+    const names =
+      pods.length <= 3
+        ? pods.map((p) => p.pod).join(", ")
+        : `${pods[0]?.pod} .. ${pods[pods.length - 1]?.pod}`;
+    return `replicas ${lease.first}..${lease.first + lease.granted - 1}: ${pods.length} pods (${names})`;
+  }
+
+  /** Starts one pod; returns why it failed, or undefined when it runs. */
+  private async deployPod(held: HeldPod, task: Task, manifest: PodManifest): Promise<string | undefined> {
+    const info = held.info;
     const identity: PodIdentity = {
       taskId: info.task_id,
       ns: info.ns,
@@ -835,40 +1017,34 @@ export class NodeAgent {
       kind: info.kind,
       ...(info.ordinal !== undefined ? { ordinal: info.ordinal } : {}),
       generation: info.generation,
-      fencingToken: held.fencingToken,
+      fencingToken: held.lease.fencingToken,
     };
     held.deploying = true;
     try {
+      let podManifest = withPodFacts(manifest, {
+        podName: held.pod,
+        nodeId: this.nodeId,
+        taskId: info.task_id,
+      });
+      const wi = this.opts.workloadIdentity;
+      if (wi !== undefined && sidecarsOf(podManifest).length > 0) {
+        // The pod's own socket directory replaces the renderer's emptyDir placeholder.
+        podManifest = injectAttachment(podManifest, await wi.attach(held.pod, identity));
+      }
       await this.runtime.deploy({
         podName: held.pod,
-        manifest,
+        manifest: podManifest,
         identity,
         limits: { cpuMillis: task.reqs.cpu_millis, memoryBytes: task.reqs.memory_bytes },
       });
     } catch (err) {
       held.deploying = false;
-      if (!(err instanceof PodExistsError && (await this.isOurPod(held)))) {
-        await this.failStart(held, errorText(err));
-        return;
-      }
+      // A pod of that name still runs (a repeated award): it keeps its socket.
+      if (!(err instanceof PodExistsError)) await this.detachIdentity(held.pod);
+      if (!(err instanceof PodExistsError && (await this.isOurPod(held)))) return errorText(err);
     }
     held.deploying = false;
-    if (this.halted) return;
-    if (held.lost || held.dropped) {
-      // Fenced while starting: another node holds the task now.
-      await this.drop(held, {
-        removePod: true,
-        deleteLease: false,
-        event: "removed",
-        details: "lease lost while starting",
-      });
-      return;
-    }
-    held.state = "running";
-    held.settleAtMs = this.clock.monotonic() + this.s.settleGraceMs;
-    this.metrics.awards.inc({ result: "deployed" });
-    await this.writeProvider(held, "running");
-    await this.publishEvent(info, "deployed", { pod: held.pod, fencing_token: held.fencingToken });
+    return undefined;
   }
 
   /**
@@ -882,16 +1058,51 @@ export class NodeAgent {
     const meta = { pod: known.pod, labels: known.labels };
     let r = ledger.reserve(placementOf(known.task), now, meta, known.victims);
     if (r.ok) return r;
-    const speculative = ledger
-      .view()
-      .pods.filter((p) => p.task_id !== known.task.task_id && ledger.stateOf(p.task_id) === "reserved")
-      .sort((a, b) => b.started_at_ms - a.started_at_ms);
-    for (const p of speculative) {
-      ledger.release(p.task_id);
+    for (const key of this.speculativeReservations(known.task.task_id)) {
+      ledger.release(key);
       r = ledger.reserve(placementOf(known.task), now, meta, known.victims);
       if (r.ok) return r;
     }
     return r;
+  }
+
+  /** The same for a batch share: other bids' reservations give way, newest first, until its pods fit. */
+  private bindShareForAward(
+    known: KnownTask,
+    pods: readonly SharePod[],
+    now: number,
+  ): { ok: true } | { ok: false; reasons: string[] } {
+    const ledger = this.ledgerOrThrow();
+    const meta = { labels: known.labels };
+    let r = ledger.bindShare(placementOf(known.task), pods, now, meta);
+    if (r.ok) return r;
+    for (const key of this.speculativeReservations(known.task.task_id)) {
+      ledger.release(key);
+      r = ledger.bindShare(placementOf(known.task), pods, now, meta);
+      if (r.ok) return r;
+    }
+    return r;
+  }
+
+  /** Other tasks' open bid reservations, newest first. */
+  private speculativeReservations(except: string): string[] {
+    const ledger = this.ledgerOrThrow();
+    return ledger
+      .view()
+      .pods.filter((p) => p.task_id !== except && ledger.stateOf(p.key ?? p.task_id) === "reserved")
+      .sort((a, b) => b.started_at_ms - a.started_at_ms)
+      .map((p) => p.key ?? p.task_id);
+  }
+
+  /** Withdraws a pod's Workload API socket and removes its directory (no-op without workload identity). */
+  private async detachIdentity(pod: string): Promise<void> {
+    const wi = this.opts.workloadIdentity;
+    if (wi === undefined) return;
+    await wi
+      .detach(pod)
+      .catch((err: unknown) =>
+        this.log.warn("workload api socket not removed", { pod, err: errorText(err) }),
+      );
   }
 
   private async isOurPod(held: HeldPod): Promise<boolean> {
@@ -901,35 +1112,59 @@ export class NodeAgent {
       return (
         pod !== undefined &&
         pod.identity.taskId === held.info.task_id &&
-        pod.identity.fencingToken === held.fencingToken
+        pod.identity.fencingToken === held.lease.fencingToken
       );
     } catch {
       return false;
     }
   }
 
-  private async failStart(held: HeldPod, why: string): Promise<void> {
+  /**
+   * A share could not start: the pods it did start go, its capacity comes back,
+   * and `failed` tells the keepers. The lease stays: they re-award it by CAS.
+   */
+  private async failShare(
+    lease: HeldLease,
+    info: TaskInfo,
+    pod: string | undefined,
+    why: string,
+  ): Promise<void> {
     this.metrics.awards.inc({ result: "failed" });
-    this.log.warn("task failed to start", { task_id: held.info.task_id, pod: held.pod, why });
-    this.forget(held);
-    // The lease stays: the keepers re-award it by CAS to the next best bid.
-    await this.publishEvent(held.info, "failed", {
-      pod: held.pod,
-      fencing_token: held.fencingToken,
+    this.log.warn("task failed to start", { task_id: lease.taskId, first: lease.first, pod, why });
+    for (const held of [...lease.pods]) {
+      if (held.state === "running") {
+        await this.runtime
+          .remove(held.pod)
+          .catch((err: unknown) =>
+            this.log.error("pod removal failed", { pod: held.pod, err: errorText(err) }),
+          );
+        await this.detachIdentity(held.pod);
+      }
+      this.forget(held);
+    }
+    await this.publishEvent(info, "failed", {
+      ...(pod !== undefined ? { pod } : {}),
+      fencing_token: lease.fencingToken,
       details: why.slice(0, 4096),
     });
     this.queueReconsider();
   }
 
-  /** Stops tracking a pod and gives its capacity back. */
+  /** Stops tracking a pod and gives its capacity back; a lease with no pods left is no longer renewed. */
   private forget(held: HeldPod): void {
     held.dropped = true;
-    if (this.held.get(held.info.task_id) === held) this.held.delete(held.info.task_id);
-    if (this.byPod.get(held.pod) === held.info.task_id) this.byPod.delete(held.pod);
-    this.ledger?.release(held.info.task_id);
+    if (this.held.get(held.key) === held) this.held.delete(held.key);
+    if (this.byPod.get(held.pod) === held.key) this.byPod.delete(held.pod);
+    this.ledger?.release(held.key);
+    const lease = held.lease;
+    lease.pods.delete(held);
+    if (lease.pods.size === 0 && this.leases.get(lease.key) === lease) this.leases.delete(lease.key);
   }
 
-  /** Removes a held pod: runtime, ledger, provider record, optionally the lease; then one event. */
+  /**
+   * Removes a held pod: runtime, ledger, provider record, optionally the lease
+   * (once its share has no pod left); then one event.
+   */
   private async drop(
     held: HeldPod,
     what: { removePod: boolean; deleteLease: boolean; event?: EventStatus; details?: string },
@@ -940,6 +1175,7 @@ export class NodeAgent {
     if (what.removePod) {
       try {
         removed = await this.runtime.remove(held.pod);
+        await this.detachIdentity(held.pod);
       } catch (err) {
         this.log.error("pod removal failed", { pod: held.pod, err: errorText(err) });
       }
@@ -948,12 +1184,13 @@ export class NodeAgent {
     await this.kv.providers
       .delete(kvKeys.provider(held.info.kind, held.info.ns, held.info.parent, held.pod))
       .catch(() => undefined);
-    if (what.deleteLease) await this.kv.leases.delete(taskLeaseKey(held.info.task_id)).catch(() => undefined);
+    if (what.deleteLease && held.lease.pods.size === 0)
+      await this.kv.leases.delete(held.lease.key).catch(() => undefined);
     if (what.event !== undefined && !wasDropped) {
       this.metrics.removals.inc({ reason: what.event });
       await this.publishEvent(held.info, what.event, {
         pod: held.pod,
-        fencing_token: held.fencingToken,
+        fencing_token: held.lease.fencingToken,
         ...(what.details !== undefined ? { details: what.details.slice(0, 4096) } : {}),
       });
     }
@@ -962,11 +1199,13 @@ export class NodeAgent {
   }
 
   private async evict(victim: Victim, by: Task): Promise<void> {
-    const held = this.held.get(victim.task_id);
+    const key = this.byPod.get(victim.pod);
+    const held = key !== undefined ? this.held.get(key) : undefined;
     this.metrics.preemptions.inc();
     if (held === undefined) {
       await this.runtime
         .remove(victim.pod)
+        .then(() => this.detachIdentity(victim.pod))
         .catch((err: unknown) => this.log.error("eviction failed", { pod: victim.pod, err: errorText(err) }));
       return;
     }
@@ -980,101 +1219,99 @@ export class NodeAgent {
 
   // ------------------------------------------------------------- renewals ---
 
-  private intervalFor(held: HeldPod): number {
-    const settled =
-      held.state === "running" && held.settleAtMs !== null && this.clock.monotonic() >= held.settleAtMs;
+  private intervalFor(lease: HeldLease): number {
+    const settled = lease.settleAtMs !== null && this.clock.monotonic() >= lease.settleAtMs;
     return settled ? this.s.settledRenewIntervalMs : this.s.renewIntervalMs;
   }
 
-  /** CAS-renews one lease; false when the lease is no longer this node's. */
-  private async renew(held: HeldPod): Promise<boolean> {
-    if (held.lost) return false;
-    held.renewing = true;
+  /** CAS-renews one share's lease; false when the lease is no longer this node's. */
+  private async renew(lease: HeldLease): Promise<boolean> {
+    if (lease.lost) return false;
+    lease.renewing = true;
     try {
       const now = this.clock.now();
-      const lease: Lease = {
-        task_id: held.info.task_id,
+      const value: Lease = {
+        task_id: lease.taskId,
         winner_id: this.nodeId,
         expires_at: now + this.s.leaseTtlMs,
-        version: held.revision,
-        fencing_token: held.fencingToken,
-        granted: 1,
+        version: lease.revision,
+        fencing_token: lease.fencingToken,
+        granted: lease.granted,
+        ...(lease.first > 0 ? { first: lease.first } : {}),
         ts: now,
       };
-      held.revision = await this.kv.leases.update(
-        taskLeaseKey(held.info.task_id),
-        encodeLease(lease),
-        held.revision,
-      );
+      lease.revision = await this.kv.leases.update(lease.key, encodeLease(value), lease.revision);
       this.metrics.renewals.inc({ result: "ok" });
       return true;
     } catch (err) {
       if (!isWrongLastSequence(err)) {
         // Transient (timeout, reconnect): try again soon; the keepers allow a TTL of slack.
         this.metrics.renewals.inc({ result: "error" });
-        this.log.debug("lease renewal failed", { task_id: held.info.task_id, err: errorText(err) });
+        this.log.debug("lease renewal failed", { task_id: lease.taskId, err: errorText(err) });
         return true;
       }
       let current;
       try {
-        current = await readLease(this.kv.leases, held.info.task_id);
+        current = await readLease(this.kv.leases, lease.taskId, lease.first);
       } catch {
         return true;
       }
       if (
         current !== undefined &&
         current.lease.winner_id === this.nodeId &&
-        current.fencingToken === held.fencingToken
+        current.fencingToken === lease.fencingToken
       ) {
-        held.revision = current.revision;
+        lease.revision = current.revision;
         return true;
       }
       this.metrics.renewals.inc({ result: "lost" });
       await this.lose(
-        held,
+        lease,
         current === undefined
           ? "the lease is gone"
           : `now held by ${current.lease.winner_id} (fencing ${current.fencingToken})`,
       );
       return false;
     } finally {
-      held.renewing = false;
-      held.nextRenewMs = this.clock.monotonic() + this.intervalFor(held);
+      lease.renewing = false;
+      lease.nextRenewMs = this.clock.monotonic() + this.intervalFor(lease);
       this.armRenewals();
     }
   }
 
-  /** The lease moved on (we were judged dead): this copy must go. */
-  private async lose(held: HeldPod, why: string): Promise<void> {
-    if (held.lost) return;
-    held.lost = true;
-    this.log.warn("lease lost", { task_id: held.info.task_id, pod: held.pod, why });
-    if (held.deploying) return; // the start finishes, sees `lost` and removes the pod
-    if (held.state === "starting") {
-      this.forget(held);
-      this.metrics.awards.inc({ result: "lost" });
-      return;
+  /** The lease moved on (we were judged dead): the share's pods must go. */
+  private async lose(lease: HeldLease, why: string): Promise<void> {
+    if (lease.lost) return;
+    lease.lost = true;
+    this.log.warn("lease lost", { task_id: lease.taskId, first: lease.first, pods: lease.pods.size, why });
+    for (const held of [...lease.pods]) {
+      if (held.deploying) continue; // the start finishes, sees `lost` and removes the pod
+      if (held.state === "starting") {
+        this.forget(held);
+        this.metrics.awards.inc({ result: "lost" });
+        continue;
+      }
+      await this.drop(held, {
+        removePod: true,
+        deleteLease: false,
+        event: "removed",
+        details: `lease lost: ${why}`,
+      });
     }
-    await this.drop(held, {
-      removePod: true,
-      deleteLease: false,
-      event: "removed",
-      details: `lease lost: ${why}`,
-    });
   }
 
   private armRenewals(): void {
     if (this.halted) return;
     let next = Number.POSITIVE_INFINITY;
-    for (const h of this.held.values()) if (!h.renewing && h.nextRenewMs < next) next = h.nextRenewMs;
+    for (const l of this.leases.values()) if (!l.renewing && l.nextRenewMs < next) next = l.nextRenewMs;
     if (Number.isFinite(next)) this.renewAlarm.arm(next);
   }
 
   private renewDue(): void {
     if (this.halted) return;
     const now = this.clock.monotonic();
-    for (const h of [...this.held.values()]) {
-      if (!h.renewing && !h.lost && h.nextRenewMs <= now) void this.track(this.renew(h));
+    for (const l of [...this.leases.values()]) {
+      if (!l.renewing && !l.lost && l.nextRenewMs <= now) void this.track(this.renew(l));
     }
     this.armRenewals();
   }
@@ -1092,8 +1329,8 @@ export class NodeAgent {
   }
 
   private findPod(pod: string, ns: string): HeldPod | undefined {
-    const taskId = this.byPod.get(pod);
-    const held = taskId !== undefined ? this.held.get(taskId) : undefined;
+    const key = this.byPod.get(pod);
+    const held = key !== undefined ? this.held.get(key) : undefined;
     return held !== undefined && held.info.ns === ns ? held : undefined;
   }
 
@@ -1109,8 +1346,10 @@ export class NodeAgent {
     }
     if (req.task_id !== undefined && req.task_id !== held.info.task_id)
       return refuse(`pod ${req.pod} runs task ${held.info.task_id}`);
-    if (req.fencing_token !== undefined && req.fencing_token !== held.fencingToken) {
-      return refuse(`stale fencing token ${req.fencing_token}; the pod runs under ${held.fencingToken}`);
+    if (req.fencing_token !== undefined && req.fencing_token !== held.lease.fencingToken) {
+      return refuse(
+        `stale fencing token ${req.fencing_token}; the pod runs under ${held.lease.fencingToken}`,
+      );
     }
     await held.started;
     if (held.dropped) return refuse(`pod ${req.pod} is already gone`);
@@ -1161,89 +1400,137 @@ export class NodeAgent {
         pod: bad.podName,
         reason: bad.reason,
       });
+    // The pods of one share carry the same task and fencing token: one lease each group.
+    const groups = new Map<string, typeof listing.pods>();
     for (const pod of listing.pods) {
-      const id = pod.identity;
-      const info: TaskInfo = {
-        task_id: id.taskId,
-        kind: id.kind,
-        ns: id.ns,
-        parent: id.parent,
-        ...(id.ordinal !== undefined ? { ordinal: id.ordinal } : {}),
-        generation: id.generation,
-        attempt: 0,
-      };
-      const held: HeldPod = {
-        info,
-        pod: pod.podName,
-        fencingToken: id.fencingToken,
-        revision: 0,
-        state: "running",
-        deploying: false,
-        started: Promise.resolve(),
+      const k = `${pod.identity.taskId}/${pod.identity.fencingToken}`;
+      groups.set(k, [...(groups.get(k) ?? []), pod]);
+    }
+    for (const group of groups.values()) {
+      const id0 = group[0]!.identity;
+      const found = await this.findLease(id0.taskId, id0.fencingToken, group.length);
+      const rec = typeof found === "string" ? undefined : found;
+      const first = rec?.lease.first ?? 0;
+      const lease: HeldLease = {
+        key: shareLeaseKey(id0.taskId, first),
+        taskId: id0.taskId,
+        first,
+        granted: rec?.lease.granted ?? group.length,
+        fencingToken: id0.fencingToken,
+        revision: rec?.revision ?? 0,
         lost: false,
-        dropped: false,
         renewing: false,
         nextRenewMs: this.clock.monotonic(),
         settleAtMs: this.clock.monotonic(),
+        pods: new Set(),
       };
-      ledger.addRunning(
-        {
+      const single = lease.first === 0 && lease.granted === 1;
+      const adopted: Array<{ held: HeldPod; phase: string }> = [];
+      for (const pod of group) {
+        const id = pod.identity;
+        const info: TaskInfo = {
           task_id: id.taskId,
+          kind: id.kind,
           ns: id.ns,
           parent: id.parent,
+          ...(id.ordinal !== undefined ? { ordinal: id.ordinal } : {}),
+          generation: id.generation,
+          attempt: 0,
+        };
+        const key = single ? id.taskId : batchPodKey(id.taskId, pod.podName);
+        const held: HeldPod = {
+          key,
+          info,
           pod: pod.podName,
-          priority: ADOPTED_PRIORITY,
-          reqs: { cpu_millis: pod.limits.cpuMillis, memory_bytes: pod.limits.memoryBytes, ports: [] },
-        },
-        this.clock.monotonic(),
-      );
-      this.held.set(id.taskId, held);
-      this.byPod.set(pod.podName, id.taskId);
-      const verdict = await this.reclaimLease(held);
-      if (verdict === "ours") {
-        await this.writeProvider(
-          held,
-          pod.phase === "running" ? "running" : pod.phase === "failed" ? "failed" : "starting",
+          lease,
+          state: "running",
+          deploying: false,
+          started: Promise.resolve(),
+          dropped: false,
+        };
+        ledger.addRunning(
+          {
+            key,
+            task_id: id.taskId,
+            ns: id.ns,
+            parent: id.parent,
+            pod: pod.podName,
+            priority: ADOPTED_PRIORITY,
+            reqs: { cpu_millis: pod.limits.cpuMillis, memory_bytes: pod.limits.memoryBytes, ports: [] },
+          },
+          this.clock.monotonic(),
         );
-        this.log.info("adopted pod", { pod: held.pod, task_id: id.taskId, fencing_token: id.fencingToken });
+        lease.pods.add(held);
+        this.held.set(key, held);
+        this.byPod.set(pod.podName, key);
+        adopted.push({ held, phase: pod.phase });
+        // The pod still mounts its socket directory: serve its identity there again.
+        await this.opts.workloadIdentity
+          ?.attach(pod.podName, id)
+          .catch((err: unknown) =>
+            this.log.warn("workload api socket not restored", { pod: pod.podName, err: errorText(err) }),
+          );
+      }
+      this.leases.set(lease.key, lease);
+      if (typeof found !== "string") {
+        for (const { held, phase } of adopted) {
+          await this.writeProvider(
+            held,
+            phase === "running" ? "running" : phase === "failed" ? "failed" : "starting",
+          );
+          this.log.info("adopted pod", {
+            pod: held.pod,
+            task_id: id0.taskId,
+            fencing_token: id0.fencingToken,
+          });
+        }
       } else {
-        await this.drop(held, {
-          removePod: true,
-          deleteLease: false,
-          event: "removed",
-          details: `stale after restart: ${verdict}`,
-        });
+        for (const { held } of adopted) {
+          await this.drop(held, {
+            removePod: true,
+            deleteLease: false,
+            event: "removed",
+            details: `stale after restart: ${found}`,
+          });
+        }
       }
     }
   }
 
-  /** Whether an adopted pod's lease is still this node's; re-creates a vanished one. */
-  private async reclaimLease(held: HeldPod): Promise<"ours" | string> {
-    const key = taskLeaseKey(held.info.task_id);
+  /**
+   * The lease of adopted pods (one share): still this node's under their
+   * fencing token, or why not. A vanished single-replica lease is re-created;
+   * a batch share's range cannot be known again, so its pods are stale.
+   */
+  private async findLease(taskId: string, fencingToken: number, pods: number): Promise<LeaseRecord | string> {
+    const ours = (r: LeaseRecord | undefined) =>
+      r !== undefined && r.lease.winner_id === this.nodeId && r.fencingToken === fencingToken;
     for (let attempt = 0; attempt < 3; attempt++) {
-      const current = await readLease(this.kv.leases, held.info.task_id);
-      if (current !== undefined) {
-        if (current.lease.winner_id === this.nodeId && current.fencingToken === held.fencingToken) {
-          held.revision = current.revision;
-          return "ours";
-        }
-        return `lease held by ${current.lease.winner_id} (fencing ${current.fencingToken})`;
+      const current = await readLease(this.kv.leases, taskId);
+      if (ours(current)) return current!;
+      const keys = await this.kv.leases.keys(`${TASK_LEASE_PREFIX}${taskId}.>`);
+      for await (const k of keys) {
+        const share = parseTaskLeaseKey(k);
+        if (share === undefined || share.taskId !== taskId) continue;
+        const r = decodeLeaseEntry(await this.kv.leases.get(k));
+        if (ours(r)) return r!;
       }
+      if (current !== undefined)
+        return `lease held by ${current.lease.winner_id} (fencing ${current.fencingToken})`;
+      if (pods > 1) return "the share's lease is gone";
       const now = this.clock.now();
+      const lease: Lease = {
+        task_id: taskId,
+        winner_id: this.nodeId,
+        expires_at: now + this.s.leaseTtlMs,
+        version: 0,
+        fencing_token: fencingToken,
+        granted: 1,
+        ts: now,
+      };
       try {
-        held.revision = await this.kv.leases.create(
-          key,
-          encodeLease({
-            task_id: held.info.task_id,
-            winner_id: this.nodeId,
-            expires_at: now + this.s.leaseTtlMs,
-            version: 0,
-            fencing_token: held.fencingToken,
-            granted: 1,
-            ts: now,
-          }),
-        );
-        return "ours";
+        const revision = await this.kv.leases.create(shareLeaseKey(taskId, 0), encodeLease(lease));
+        return { lease, revision, fencingToken };
       } catch (err) {
         if (!isWrongLastSequence(err)) throw err;
       }
@@ -1271,7 +1558,7 @@ export class NodeAgent {
       this.log.warn("node status not written", { err: errorText(err) }),
     );
     for (const h of [...this.held.values()]) {
-      if (h.state === "running" && !h.lost) await this.writeProvider(h, "running");
+      if (h.state === "running" && !h.lease.lost) await this.writeProvider(h, "running");
     }
   }
 
@@ -1300,7 +1587,7 @@ export class NodeAgent {
       pod: held.pod,
       node_id: this.nodeId,
       task_id: held.info.task_id,
-      fencing_token: held.fencingToken,
+      fencing_token: held.lease.fencingToken,
       generation: held.info.generation,
       ...(held.info.ordinal !== undefined ? { ordinal: held.info.ordinal } : {}),
       state,

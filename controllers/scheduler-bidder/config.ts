@@ -1,7 +1,7 @@
-// The node agent's settings from its environment (read in main only).
+// The node agent's settings from its environment (read in main only;
+// every variable, default and meaning: docs/configuration.md).
 import {
   EnvError,
-  envBool,
   envBytes,
   envCpuMillis,
   envInt,
@@ -16,6 +16,12 @@ import {
 import type { LogLevel } from "../common/log.js";
 import type { Taint } from "../../protocol/index.js";
 import type { Resources } from "./logic/index.js";
+import {
+  DEFAULT_SOCKET_DIR,
+  WorkloadIdentityError,
+  parseAddressRange,
+  type WorkloadIdentityConfig,
+} from "./workload-identity.js";
 
 export type RuntimeChoice = "podman" | "fake" | "kubernetes";
 
@@ -30,16 +36,43 @@ export interface AgentConfig {
   shards: number;
   probeK: number | "all";
   healthPort: number;
+  healthHost: string;
   logLevel: LogLevel;
   labels: Record<string, string>;
   taints: Taint[];
   capacity: Partial<Resources>;
-  /** Accept Tasks a lease-keeper republishes after an unschedulable wait. */
-  acceptKeeperRepublish: boolean;
   /** Namespace of pods on Kubernetes. */
   kubernetesNamespace: string;
   /** Fake runtime only: how long a deploy takes (simulations, kill tests). */
   fakeDeployDelayMs: number;
+  /** Per-pod Workload API sockets; set when this node signs its pods' SVIDs (BEEMESH_CA_DIR). */
+  workloadIdentity: WorkloadIdentityConfig | undefined;
+}
+
+function workloadIdentityOf(env: Env): WorkloadIdentityConfig | undefined {
+  const caDir = envOptional(env, "BEEMESH_CA_DIR");
+  if (caDir === undefined) return undefined;
+  const range = envOptional(env, "BEEMESH_POD_ADDRESS_RANGE");
+  if (range !== undefined) {
+    try {
+      parseAddressRange(range);
+    } catch (err) {
+      if (err instanceof WorkloadIdentityError) throw new EnvError("BEEMESH_POD_ADDRESS_RANGE", err.message);
+      throw err;
+    }
+  }
+  const ttlS = envOptional(env, "BEEMESH_WORKLOAD_SVID_TTL_S");
+  return {
+    caDir,
+    // Unset: the CA's own trust domain.
+    trustDomain: envOptional(env, "BEEMESH_TRUST_DOMAIN"),
+    socketDir: envString(env, "BEEMESH_WORKLOAD_API_DIR", DEFAULT_SOCKET_DIR),
+    podAddressRange: range,
+    svidTtlMs:
+      ttlS === undefined
+        ? undefined
+        : envInt(env, "BEEMESH_WORKLOAD_SVID_TTL_S", 3600, { min: 1, max: 30 * 86_400 }) * 1000,
+  };
 }
 
 export function parseAgentEnv(env: Env): AgentConfig {
@@ -47,7 +80,8 @@ export function parseAgentEnv(env: Env): AgentConfig {
   if (runtime !== "podman" && runtime !== "fake" && runtime !== "kubernetes") {
     throw new EnvError("BEEMESH_RUNTIME", `must be podman, fake or kubernetes, got ${runtime}`);
   }
-  const shards = envInt(env, "BEEMESH_SHARDS", 1, { min: 1, max: 65536 });
+  // The dispatcher's default too: both sides must count the same shards.
+  const shards = envInt(env, "BEEMESH_SHARDS", 16, { min: 1, max: 65536 });
   const k = envString(env, "BEEMESH_PROBE_K", "all");
   let probeK: number | "all" = "all";
   if (k !== "all") {
@@ -75,12 +109,13 @@ export function parseAgentEnv(env: Env): AgentConfig {
     shards,
     probeK,
     healthPort: envInt(env, "BEEMESH_HEALTH_PORT", 9103, { min: 0, max: 65535 }),
+    healthHost: envString(env, "BEEMESH_HEALTH_HOST", "127.0.0.1"),
     logLevel: envLogLevel(env),
     labels: envLabels(env, "BEEMESH_NODE_LABELS"),
     taints: envTaints(env, "BEEMESH_NODE_TAINTS"),
     capacity,
-    acceptKeeperRepublish: envBool(env, "BEEMESH_ACCEPT_KEEPER_REPUBLISH", true),
     kubernetesNamespace: envString(env, "BEEMESH_KUBERNETES_NAMESPACE", "beemesh"),
     fakeDeployDelayMs: envInt(env, "BEEMESH_FAKE_DEPLOY_DELAY_MS", 0, { min: 0, max: 3_600_000 }),
+    workloadIdentity: workloadIdentityOf(env),
   };
 }

@@ -7,9 +7,9 @@ import { startHealthServer, newRegistry } from "../common/health-server.js";
 import { createLogger, type Logger } from "../common/log.js";
 import { ensureSchedulingInfra } from "../common/nats-setup.js";
 import { svidDirSource } from "../common/svid-dir.js";
-import { KEEPER_REPUBLISH_RULE } from "../lease-keeper/keeper.js";
 import { NodeAgent } from "./agent.js";
 import { parseAgentEnv, type AgentConfig } from "./config.js";
+import { startWorkloadIdentities, type WorkloadIdentities } from "./workload-identity.js";
 import {
   FakeRuntime,
   KubernetesRuntime,
@@ -74,13 +74,18 @@ async function main(): Promise<void> {
     trustDomain: cfg.trustDomain,
     prefix: cfg.prefix,
     waitOnFirstConnect: true,
-    authorize: createAuthorizer({
-      prefix: cfg.prefix,
-      extraRules: cfg.acceptKeeperRepublish ? [KEEPER_REPUBLISH_RULE] : [],
-    }),
+    authorize: createAuthorizer({ prefix: cfg.prefix }),
   });
   const infra = await ensureSchedulingInfra(bus.nc, { prefix: cfg.prefix, waitTimeoutMs: 300_000 });
   const runtime = await makeRuntime(cfg, nodeId);
+  // Per-pod Workload API sockets when this node signs its pods' SVIDs (BEEMESH_CA_DIR).
+  let identities: WorkloadIdentities | undefined;
+  if (cfg.workloadIdentity !== undefined) {
+    identities = await startWorkloadIdentities(cfg.workloadIdentity, {
+      nodeId,
+      log: log.child({ part: "workload-api" }),
+    });
+  }
   const agent = new NodeAgent({
     nodeId,
     bus,
@@ -93,9 +98,11 @@ async function main(): Promise<void> {
     capacity: cfg.capacity,
     shards: cfg.shards,
     probeK: cfg.probeK,
+    ...(identities !== undefined ? { workloadIdentity: identities } : {}),
   });
   const health = await startHealthServer({
     port: cfg.healthPort,
+    host: cfg.healthHost,
     registry,
     healthy: () => !bus.nc.isClosed(),
     ready: () => agent.isReady() && bus.isConnected(),
@@ -109,6 +116,8 @@ async function main(): Promise<void> {
     log.info("stopping", { signal });
     abort.abort();
     await agent.stop();
+    // Pods keep running and keep their socket directories; a restarted agent serves them again.
+    await identities?.close().catch(() => undefined);
     await bus.drain().catch(() => undefined);
     await health.close();
     svids.close();

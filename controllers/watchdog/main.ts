@@ -6,16 +6,14 @@
 // away, so it neither retires nor clones on the way out.
 import "reflect-metadata";
 import { pathToFileURL } from "node:url";
-import { Registry, collectDefaultMetrics } from "prom-client";
+import { Registry } from "prom-client";
 import { createLogger, type LogLevel } from "../common/log.js";
-import { startHealthServer, type HealthServer } from "../common/health-server.js";
-import { svidDirSource } from "../common/svid-dir.js";
+import { envInt, envLogLevel, envOptional, envOptionalInt, envString, type Env } from "../common/env.js";
+import type { HealthServer } from "../common/health-server.js";
 import { Bus, type SvidSource } from "../../protocol/bus/index.js";
-import { DEFAULT_SIDECAR_IMAGE, type RenderOptions } from "../dispatcher/fanout/render.js";
 import type { WatchdogOptions } from "./logic/index.js";
 import { ContainerProbes } from "./probes.js";
 import { Watchdog, type WatchdogTarget } from "./watchdog.js";
-import { workloadSvidSource } from "./workload-svid.js";
 
 export class WatchdogConfigError extends Error {
   override name = "WatchdogConfigError";
@@ -31,7 +29,6 @@ export interface WatchdogConfig {
   socketPath: string | undefined;
   svidDir: string | undefined;
   logic: WatchdogOptions;
-  render: RenderOptions;
   taskShards: number;
   healthPort: number | undefined;
   probeHost: string;
@@ -39,48 +36,31 @@ export interface WatchdogConfig {
   logLevel: LogLevel;
 }
 
-type Env = Record<string, string | undefined>;
-
-function required(env: Env, name: string): string {
-  const v = env[name];
-  if (v === undefined || v.trim() === "") throw new WatchdogConfigError(`${name} is not set`);
-  return v.trim();
-}
-
-function integer(env: Env, name: string, fallback?: number): number | undefined {
-  const v = env[name];
-  if (v === undefined || v.trim() === "") return fallback;
-  if (!/^\d+$/.test(v.trim()))
-    throw new WatchdogConfigError(`${name} must be a non-negative integer, got ${JSON.stringify(v)}`);
-  return Number(v.trim());
-}
-
-/** The configuration from the environment; throws WatchdogConfigError naming the first bad variable. */
+/**
+ * The configuration from the environment (docs/configuration.md); throws
+ * EnvError naming the first bad variable, WatchdogConfigError when no
+ * identity source is set.
+ */
 export function configFromEnv(env: Env): WatchdogConfig {
-  const natsUrl = required(env, "BEEMESH_NATS_URL");
-  const prefix = env["BEEMESH_SUBJECT_PREFIX"]?.trim() || "beemesh";
-  const intervalMs = integer(env, "BEEMESH_WATCHDOG_INTERVAL_MS");
-  const ttlIntervals = integer(env, "BEEMESH_WATCHDOG_TTL_INTERVALS");
-  const socketPath = env["BEEMESH_WORKLOAD_API_SOCKET"]?.trim() || undefined;
-  const svidDir = env["BEEMESH_SVID_DIR"]?.trim() || undefined;
+  const natsUrl = envString(env, "BEEMESH_NATS_URL");
+  const prefix = envString(env, "BEEMESH_PREFIX", "beemesh");
+  const intervalMs = envOptionalInt(env, "BEEMESH_WATCHDOG_INTERVAL_MS", { min: 1 });
+  const ttlIntervals = envOptionalInt(env, "BEEMESH_WATCHDOG_TTL_INTERVALS", { min: 1 });
+  const socketPath = envOptional(env, "BEEMESH_WORKLOAD_API_SOCKET");
+  const svidDir = envOptional(env, "BEEMESH_SVID_DIR");
   if (socketPath === undefined && svidDir === undefined) {
     throw new WatchdogConfigError("set BEEMESH_WORKLOAD_API_SOCKET (or BEEMESH_SVID_DIR for development)");
   }
-  const taskId = env["BEEMESH_TASK_ID"]?.trim() || undefined;
-  const level = (env["BEEMESH_LOG_LEVEL"]?.trim() || "info") as LogLevel;
-  if (!["debug", "info", "warn", "error"].includes(level))
-    throw new WatchdogConfigError(`BEEMESH_LOG_LEVEL ${level} is not a level`);
-  const sidecarCpu = env["BEEMESH_SIDECAR_CPU"]?.trim();
-  const sidecarMemory = env["BEEMESH_SIDECAR_MEMORY"]?.trim();
+  const taskId = envOptional(env, "BEEMESH_TASK_ID");
   return {
     target: {
-      ns: required(env, "BEEMESH_NAMESPACE"),
-      parent: required(env, "BEEMESH_PARENT"),
-      parentUid: required(env, "BEEMESH_PARENT_UID"),
-      pod: required(env, "BEEMESH_POD_NAME"),
-      nodeId: required(env, "BEEMESH_NODE_ID"),
-      generation: integer(env, "BEEMESH_GENERATION", 1) ?? 1,
-      templateHash: required(env, "BEEMESH_TEMPLATE_HASH"),
+      ns: envString(env, "BEEMESH_NAMESPACE"),
+      parent: envString(env, "BEEMESH_PARENT"),
+      parentUid: envString(env, "BEEMESH_PARENT_UID"),
+      pod: envString(env, "BEEMESH_POD_NAME"),
+      nodeId: envString(env, "BEEMESH_NODE_ID"),
+      generation: envInt(env, "BEEMESH_GENERATION", 1, { min: 0 }),
+      templateHash: envString(env, "BEEMESH_TEMPLATE_HASH"),
       ...(taskId !== undefined ? { taskId } : {}),
     },
     natsUrl,
@@ -91,21 +71,13 @@ export function configFromEnv(env: Env): WatchdogConfig {
       ...(intervalMs !== undefined ? { intervalMs } : {}),
       ...(ttlIntervals !== undefined ? { ttlIntervals } : {}),
     },
-    // The manifest key a clone names is a hash of the rendered pod, so these must be the
-    // dispatcher's own render options; the sidecar's env carries what it can of them.
-    render: {
-      natsUrl,
-      watchdogImage: env["BEEMESH_WATCHDOG_IMAGE"]?.trim() || DEFAULT_SIDECAR_IMAGE,
-      ...(prefix !== "beemesh" ? { prefix } : {}),
-      ...(sidecarCpu && sidecarMemory
-        ? { sidecarResources: { cpu: sidecarCpu, memory: sidecarMemory } }
-        : {}),
-    },
-    taskShards: integer(env, "BEEMESH_TASK_SHARDS", 1) ?? 1,
-    healthPort: integer(env, "BEEMESH_WATCHDOG_HEALTH_PORT"),
-    probeHost: env["BEEMESH_WATCHDOG_PROBE_HOST"]?.trim() || "127.0.0.1",
-    probePeriodMs: integer(env, "BEEMESH_WATCHDOG_PROBE_PERIOD_MS"),
-    logLevel: level,
+    // Clones go to the shard of their task id among the dispatcher's shards (its renderer sets this).
+    taskShards: envInt(env, "BEEMESH_SHARDS", 1, { min: 1, max: 65536 }),
+    // Off by default: replicas share the host network, one port would collide.
+    healthPort: envOptionalInt(env, "BEEMESH_HEALTH_PORT", { min: 0, max: 65535 }),
+    probeHost: envString(env, "BEEMESH_WATCHDOG_PROBE_HOST", "127.0.0.1"),
+    probePeriodMs: envOptionalInt(env, "BEEMESH_WATCHDOG_PROBE_PERIOD_MS", { min: 1 }),
+    logLevel: envLogLevel(env),
   };
 }
 
@@ -120,16 +92,22 @@ export async function main(env: Env = process.env): Promise<number> {
   process.once("SIGTERM", () => onSignal("SIGTERM"));
   process.once("SIGINT", () => onSignal("SIGINT"));
 
+  // The sidecar runs in every pod, so it loads only what its config uses: the
+  // gRPC stack for the Workload API, the HTTP server for a health port.
   const svid: SvidSource =
     cfg.socketPath !== undefined
-      ? await workloadSvidSource(cfg.socketPath, stop.signal, {
+      ? await (
+          await import("./workload-svid.js")
+        ).workloadSvidSource(cfg.socketPath, stop.signal, {
           onError: (err) => log.warn("workload api stream broke", { err }),
         })
-      : await svidDirSource(cfg.svidDir!, { onError: (err) => log.warn("svid reload failed", { err }) });
+      : await (
+          await import("../common/svid-dir.js")
+        ).svidDirSource(cfg.svidDir!, { onError: (err) => log.warn("svid reload failed", { err }) });
 
+  // No collectDefaultMetrics: its event-loop monitor wakes the process every 10 ms.
   const registry = new Registry();
   registry.setDefaultLabels({ component: "watchdog" });
-  collectDefaultMetrics({ register: registry });
   const bus = await Bus.connect({
     servers: cfg.natsUrl.split(",").map((s) => s.trim()),
     svid,
@@ -151,7 +129,6 @@ export async function main(env: Env = process.env): Promise<number> {
           })
         : { periodMs: 1000, check: () => Promise.resolve({ live: true, ready: true }) },
     logic: cfg.logic,
-    render: cfg.render,
     taskShards: cfg.taskShards,
     registry,
     logger: log,
@@ -163,6 +140,7 @@ export async function main(env: Env = process.env): Promise<number> {
 
   let health: HealthServer | undefined;
   if (cfg.healthPort !== undefined) {
+    const { startHealthServer } = await import("../common/health-server.js");
     health = await startHealthServer({
       port: cfg.healthPort,
       registry,

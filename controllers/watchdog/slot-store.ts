@@ -123,9 +123,29 @@ export class KvSlotStore {
     });
   }
 
-  /** Refreshes a held slot (a write restarts everyone's TTL count). */
+  /**
+   * Refreshes a slot `claim` holds, or re-creates it when absent (a write restarts
+   * everyone's TTL count). Never takes a slot another claim holds, even one this
+   * observer judges expired: a leader renewing a pending clone's task claim would
+   * otherwise overwrite the clone that already moved the slot to its pod name.
+   */
   renew(key: string, claim: string): Promise<SlotOutcome> {
-    return this.acquire(key, claim);
+    return this.cas(key, claim, (held) => {
+      if (held === undefined) return { write: true, revision: 0 };
+      if (held.claim === claim) return { write: true, revision: held.revision };
+      return { write: false, outcome: "denied" };
+    });
+  }
+
+  /**
+   * Time this process could not run (the driver sees a gap between its steps
+   * longer than the interval it promises) does not count toward expiry: writes
+   * made meanwhile are still unread in the watch, and judging them expired would
+   * take live holders' slots.
+   */
+  creditPause(ms: number): void {
+    if (!(ms > 0)) return;
+    for (const s of this.seen.values()) s.sinceMs += ms;
   }
 
   /** Moves the slot from `from` to `to`; also takes it when free or expired. */

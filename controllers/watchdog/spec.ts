@@ -1,24 +1,15 @@
 // What the watchdog reads from its Deployment object (DESIGN §4): the replica
-// logic's spec (replicas, generation, template hash, surge/unavailability),
-// the fields of a clone Task, and the app containers whose probes it runs.
-// The Task comes from the dispatcher's renderer, so a clone names the very
-// manifest key the dispatcher stored for the current generation.
-import {
-  WATCHDOG_CONTAINER_NAME,
-  type BeemeshDeployment,
-  type Container,
-  type Task,
-} from "../../protocol/index.js";
-import { buildTask, renderWorkload, type RenderOptions } from "../dispatcher/fanout/render.js";
+// logic's spec (replicas, generation, template hash, surge/unavailability) and
+// the app containers whose probes it runs. A clone Task does not come from
+// here: the watchdog copies the manifest ref and placement the dispatcher
+// recorded for the generation (clone-task.ts), so it renders nothing.
+import { WATCHDOG_CONTAINER_NAME, type BeemeshDeployment, type Container } from "../../protocol/index.js";
+import { templateHash } from "../dispatcher/fanout/render.js";
 import type { WatchdogSpec } from "./logic/index.js";
-
-/** The fields of a clone Task that come from the object (the driver adds id, origin, nonce, ts). */
-export type CloneTaskTemplate = Omit<Task, "task_id" | "attempt" | "origin" | "nonce" | "ts">;
 
 export interface DeploymentView {
   uid: string;
   spec: WatchdogSpec;
-  task: CloneTaskTemplate;
   /** The user's containers (the injected watchdog excluded); the first is the app the probes watch. */
   appContainers: Container[];
 }
@@ -63,24 +54,13 @@ export function watchdogSpecOf(obj: BeemeshDeployment, templateHash: string): Wa
   };
 }
 
-// buildTask checks the Task by its schema; these stand in until the driver sets the real ones.
-const PLACEHOLDER = { nonce: "placeholder-nonce-0000", ts: 0 };
-
 /**
- * An interpreter rendering with the dispatcher's options: the manifest key is
- * the sha256 of the rendered pod, sidecar env included, so the options must be
- * the ones the dispatcher used (main.ts takes them from this pod's own env).
+ * The view of an object: its template hash is the one the dispatcher's
+ * renderer stamps on the pods (a pure function of the object), so a pod's
+ * BEEMESH_TEMPLATE_HASH compares to it directly.
  */
-export function deploymentInterpreter(render: RenderOptions): DeploymentInterpreter {
-  return (obj) => {
-    const rendered = renderWorkload(obj, render);
-    const task = buildTask(rendered, 0, PLACEHOLDER);
-    const { task_id: _id, attempt: _attempt, origin: _origin, nonce: _nonce, ts: _ts, ...template } = task;
-    return {
-      uid: rendered.uid,
-      spec: watchdogSpecOf(obj, rendered.templateHash),
-      task: template,
-      appContainers: obj.spec.template.spec.containers.filter((c) => c.name !== WATCHDOG_CONTAINER_NAME),
-    };
-  };
-}
+export const deploymentInterpreter: DeploymentInterpreter = (obj) => ({
+  uid: obj.metadata.uid ?? "",
+  spec: watchdogSpecOf(obj, templateHash(obj)),
+  appContainers: obj.spec.template.spec.containers.filter((c) => c.name !== WATCHDOG_CONTAINER_NAME),
+});

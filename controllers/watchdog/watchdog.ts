@@ -15,6 +15,7 @@ import {
   subjects,
   type BeemeshDeployment,
   type Container,
+  type Heartbeat,
   type RemoveRequest,
   type Subjects,
   type Task,
@@ -46,8 +47,8 @@ import {
 } from "./logic/index.js";
 import { KvSlotStore } from "./slot-store.js";
 import { deploymentInterpreter, type DeploymentInterpreter, type DeploymentView } from "./spec.js";
-import type { RenderOptions } from "../dispatcher/fanout/render.js";
-import { HEARTBEAT_SPEC, HEARTBEAT_TYPE, fromWire, toWire, type WatchdogHeartbeatWire } from "./wire.js";
+import { cloneTaskFrom, decodeDispatchRecord, deploymentRecordKey } from "./clone-task.js";
+import { HEARTBEAT_SPEC, HEARTBEAT_TYPE, fromWire, toWire } from "./wire.js";
 
 // ------------------------------------------------------------- options ---
 
@@ -112,9 +113,7 @@ export interface WatchdogDriverOptions {
   clock?: ControllerClock;
   registry?: Registry;
   logger?: Logger;
-  /** The dispatcher's render options: clones name the manifest key it stored (spec.ts). */
-  render?: RenderOptions;
-  /** Object -> spec and clone template; overrides `render` (tests, simulations). */
+  /** Object -> spec and app containers (default: spec.ts deploymentInterpreter; tests, simulations). */
   interpret?: DeploymentInterpreter;
   /** Task shards in the mesh (as the dispatcher publishes; default 1). */
   taskShards?: number;
@@ -243,14 +242,19 @@ export class Watchdog {
   private readonly internal = new AbortController();
   private replica: WatchdogReplica | null = null;
   private slots: KvSlotStore | null = null;
+  /** beemesh-objects: the Deployment and its dispatch record (what a clone runs). */
+  private objects: KV | null = null;
   private deployment: DeploymentView | null | undefined = undefined;
   private specRevision = 0;
   private phase: WatchdogPhase = "idle";
   private retiredFor: RetireReason | null = null;
   private heartbeatSeq = 0;
-  private heartbeatSub: BusSubscription<WatchdogHeartbeatWire> | null = null;
-  private probeTimer: unknown;
+  private heartbeatSub: BusSubscription<Heartbeat> | null = null;
+  /** When the next probe is due (monotonic); null until probing starts. */
+  private nextProbeMs: number | null = null;
   private probing = false;
+  /** The last input's time, to credit the slot store with time this process could not run. */
+  private lastFeedMs: number | null = null;
   private readonly inflight = new Set<Promise<unknown>>();
   private stopped: Promise<void> | null = null;
 
@@ -266,9 +270,7 @@ export class Watchdog {
       pod: opts.target.pod,
       deployment: `${opts.target.ns}/${opts.target.parent}`,
     });
-    if (opts.interpret === undefined && opts.render === undefined)
-      throw new WatchdogError("needs render options or an interpreter");
-    this.interpret = opts.interpret ?? deploymentInterpreter(opts.render!);
+    this.interpret = opts.interpret ?? deploymentInterpreter;
     this.subj = subjects(opts.bus.prefix);
     this.taskShards = opts.taskShards ?? 1;
     if (!Number.isSafeInteger(this.taskShards) || this.taskShards < 1) {
@@ -277,7 +279,7 @@ export class Watchdog {
     this.slotPrefix = slotPrefixOf(opts.target.ns, opts.target.parent, opts.target.parentUid);
     this.objectKey = kvKeys.object("beemeshdeployments", opts.target.ns, opts.target.parent);
     this.newTaskId = opts.newTaskId ?? (() => ulid());
-    this.tickAlarm = new Alarm(this.clock, () => this.feed({ type: "tick", nowMs: this.clock.monotonic() }));
+    this.tickAlarm = new Alarm(this.clock, () => this.wake());
   }
 
   // ----------------------------------------------------------- lifecycle ---
@@ -301,6 +303,7 @@ export class Watchdog {
     const buckets = await this.openBuckets();
     if (this.stopping()) return;
     const objects = buckets.objects;
+    this.objects = objects;
     this.slots = new KvSlotStore({ kv: buckets.leases, ttlMs: this.settings.slotTtlMs, clock: this.clock });
     await this.slots.follow(
       `clone.${this.target.ns}.${nameToken(this.target.parent)}.*`,
@@ -348,7 +351,7 @@ export class Watchdog {
     });
     this.execute(replica.start());
     if (this.deployment !== undefined) this.feedSpec();
-    this.scheduleProbe(0);
+    void this.probeOnce();
   }
 
   /** Stops everything without retiring (SIGTERM: the pod is going away anyway). */
@@ -357,7 +360,7 @@ export class Watchdog {
       if (this.phase !== "retired") this.phase = "stopped";
       this.internal.abort();
       this.tickAlarm.cancel();
-      if (this.probeTimer !== undefined) this.clock.clearTimeout(this.probeTimer);
+      this.nextProbeMs = null;
       this.heartbeatSub?.unsubscribe();
       await Promise.allSettled([...this.inflight]);
     })();
@@ -397,7 +400,35 @@ export class Watchdog {
   private feed(input: WatchdogInput): void {
     const replica = this.replica;
     if (replica === null || this.phase !== "running") return;
+    this.creditPause(input.nowMs);
     this.execute(replica.step(input));
+  }
+
+  /**
+   * The slot store must not count time this process could not run either (the
+   * replica logic credits its peers the same way): this driver feeds the logic
+   * at least once per interval, so a longer gap is a pause (GC, CPU starvation or
+   * throttling), and slot writes made meanwhile are still unread in the watch.
+   */
+  private creditPause(nowMs: number): void {
+    const last = this.lastFeedMs;
+    this.lastFeedMs = last === null ? nowMs : Math.max(last, nowMs);
+    if (last !== null) this.slots?.creditPause(nowMs - last - this.settings.intervalMs);
+  }
+
+  /**
+   * The one timer: the replica's tick, and the probe when it is due within a
+   * quarter period. Probes and heartbeats then share wake-ups (one per interval
+   * with the defaults, both 1 s) instead of running on timers of their own.
+   */
+  private wake(): void {
+    const now = this.clock.monotonic();
+    const health = this.health;
+    if (health !== null && this.nextProbeMs !== null) {
+      const slackMs = Math.min(health.periodMs, this.settings.intervalMs) / 4;
+      if (now >= this.nextProbeMs - slackMs) void this.probeOnce();
+    }
+    this.feed({ type: "tick", nowMs: now });
   }
 
   private feedSpec(): void {
@@ -486,7 +517,7 @@ export class Watchdog {
     );
   }
 
-  private consumeHeartbeats(sub: BusSubscription<WatchdogHeartbeatWire>): void {
+  private consumeHeartbeats(sub: BusSubscription<Heartbeat>): void {
     this.track(
       (async () => {
         try {
@@ -504,28 +535,22 @@ export class Watchdog {
     );
   }
 
-  private scheduleProbe(delayMs: number): void {
-    if (this.stopping()) return;
-    this.probeTimer = this.clock.setTimeout(() => {
-      this.probeTimer = undefined;
-      void this.probeOnce();
-    }, delayMs);
-  }
-
+  /** Runs one probe; the next is due a period after this one started (wake() starts it). */
   private async probeOnce(): Promise<void> {
     const health = this.health;
     if (this.probing || this.stopping() || health === null) return;
     this.probing = true;
+    this.nextProbeMs = this.clock.monotonic() + health.periodMs;
+    let verdict: HealthVerdict;
     try {
-      const verdict = await health.check(this.internal.signal);
-      this.feed({ type: "probe", live: verdict.live, ready: verdict.ready, nowMs: this.clock.monotonic() });
+      verdict = await health.check(this.internal.signal);
     } catch (err) {
-      this.feed({ type: "probe", live: false, ready: false, nowMs: this.clock.monotonic() });
+      verdict = { live: false, ready: false };
       this.log.debug("probe failed", { err: errorText(err) });
-    } finally {
-      this.probing = false;
-      this.scheduleProbe(health.periodMs);
     }
+    // Before the feed, so the step after it arms the timer for the next probe.
+    this.probing = false;
+    this.feed({ type: "probe", live: verdict.live, ready: verdict.ready, nowMs: this.clock.monotonic() });
   }
 
   /**
@@ -629,7 +654,9 @@ export class Watchdog {
     this.metrics.peersAlive.set(view.live.filter((p) => p !== this.target.pod).length);
     const next = replica.nextWakeMs();
     // Peers' TTLs expire between heartbeats; a tick per interval at least re-judges them.
-    const at = Math.min(next ?? Infinity, now + this.settings.intervalMs);
+    // A probe still running re-arms the timer when it answers.
+    const probeAt = this.probing ? Infinity : (this.nextProbeMs ?? Infinity);
+    const at = Math.min(next ?? Infinity, now + this.settings.intervalMs, probeAt);
     this.tickAlarm.cancel();
     this.tickAlarm.arm(Math.max(at, now + 1));
   }
@@ -666,7 +693,7 @@ export class Watchdog {
 
   private async clone(a: Extract<WatchdogAction, { type: "clone" }>): Promise<void> {
     const d = this.deployment;
-    if (d == null) {
+    if (d == null || this.objects === null) {
       this.log.warn("clone asked without a Deployment; skipped", { slot: a.slot });
       return;
     }
@@ -676,20 +703,26 @@ export class Watchdog {
         current: d.spec.template_hash,
       });
     }
-    const task: Task = {
-      ...d.task,
-      task_id: a.claim,
-      generation: d.spec.generation,
-      hints: {
-        ...d.task.hints,
-        "beemesh.io/clone-slot": String(a.slot),
-        "beemesh.io/cloned-by": this.target.pod,
-      },
-      attempt: 0,
-      origin: "clone",
-      nonce: newNonce(),
-      ts: this.clock.now(),
-    };
+    let task: Task;
+    try {
+      // The dispatcher's record names what this generation runs; the watchdog renders nothing.
+      const entry = await this.objects.get(deploymentRecordKey(this.target.ns, this.target.parent));
+      const record = entry !== null && entry.operation === "PUT" ? decodeDispatchRecord(entry.value) : undefined;
+      task = cloneTaskFrom(record, {
+        ns: this.target.ns,
+        parent: this.target.parent,
+        parentUid: this.target.parentUid,
+        templateHash: d.spec.template_hash,
+        taskId: a.claim,
+        hints: { "beemesh.io/clone-slot": String(a.slot), "beemesh.io/cloned-by": this.target.pod },
+        nonce: newNonce(),
+        ts: this.clock.now(),
+      });
+    } catch (err) {
+      // The slot stays pending; the logic gives it up after cloneGraceMs and tries again.
+      this.log.warn("clone task not built", { task_id: a.claim, slot: a.slot, err: errorText(err) });
+      return;
+    }
     try {
       await this.bus.publishDurable(this.subj.tasks(shardOf(task.task_id, this.taskShards)), "Task", task, {
         msgID: task.task_id,
@@ -700,6 +733,7 @@ export class Watchdog {
         task_id: task.task_id,
         slot: a.slot,
         generation: task.generation,
+        manifest: task.manifest_ref.key,
       });
     } catch (err) {
       // The slot stays pending; the logic gives it up after cloneGraceMs and tries again.
@@ -713,7 +747,7 @@ export class Watchdog {
     this.retiredFor = reason;
     this.metrics.retires.inc({ reason });
     this.tickAlarm.cancel();
-    if (this.probeTimer !== undefined) this.clock.clearTimeout(this.probeTimer);
+    this.nextProbeMs = null;
     this.log.info("retiring", { reason });
     const req: RemoveRequest = {
       ns: this.target.ns,

@@ -1,63 +1,20 @@
-// The watchdog's heartbeat on the wire: the protocol Heartbeat plus the fields
-// the replica logic needs to count and hand over clone slots (logic/types.ts).
-// It travels as envelope type "Heartbeat", so the bus's authorization rule for
-// watchdog subjects applies unchanged. The extra fields are not yet in
-// protocol/schema/messages.ts; until they are, other readers of heartbeats
-// (the dispatcher's summaries) should parse with parseWatchdogHeartbeat.
-import { Type, type Static } from "@sinclair/typebox";
-import {
-  Heartbeat,
-  NonNegativeInt,
-  NonNegativeInt32,
-  TimestampMs,
-  makeParser,
-  type Parser,
-} from "../../protocol/index.js";
+// The watchdog's heartbeat on the wire is the protocol Heartbeat
+// (protocol/schema/messages.ts): one schema for the watchdogs that count each
+// other and the dispatcher that sums them into status. This file only maps it
+// to and from the replica logic's own type (logic/types.ts).
+import { parseHeartbeat, type Heartbeat } from "../../protocol/index.js";
 import type { MessageSpec } from "../../protocol/bus/index.js";
 import type { WatchdogHeartbeat } from "./logic/index.js";
 
 export const HEARTBEAT_TYPE = "Heartbeat";
 
-/** A claim on a clone slot: a task id (ULID) or a pod name. */
-const Claim = () =>
-  Type.String({ minLength: 1, maxLength: 253, pattern: "^[A-Za-z0-9]([-A-Za-z0-9.]*[A-Za-z0-9])?$" });
-
-const TemplateHash = () => Type.String({ minLength: 1, maxLength: 128, pattern: "^[A-Za-z0-9_-]+$" });
-
-export const PendingCloneWire = Type.Object(
-  { slot: NonNegativeInt32(), claim: Claim(), age_ms: NonNegativeInt() },
-  { additionalProperties: false },
-);
-
-export const WatchdogHeartbeatWire = Type.Object(
-  {
-    ...Heartbeat.properties,
-    started_at: TimestampMs({ description: "the sender's start (its wall clock); the newest retire first" }),
-    spec_revision: NonNegativeInt({
-      description: "KV revision of the Deployment object the sender has seen",
-    }),
-    template_hash: TemplateHash(),
-    slot: Type.Union([NonNegativeInt32(), Type.Null()]),
-    retiring: Type.Boolean(),
-    pending: Type.Array(PendingCloneWire, { maxItems: 1024 }),
-  },
-  { additionalProperties: false },
-);
-export type WatchdogHeartbeatWire = Static<typeof WatchdogHeartbeatWire>;
-
-export const parseWatchdogHeartbeat: Parser<WatchdogHeartbeatWire> = makeParser({
-  name: HEARTBEAT_TYPE,
-  schema: WatchdogHeartbeatWire,
-  rules: () => undefined,
-});
-
-export const HEARTBEAT_SPEC: MessageSpec<WatchdogHeartbeatWire> = {
+export const HEARTBEAT_SPEC: MessageSpec<Heartbeat> = {
   type: HEARTBEAT_TYPE,
-  parse: parseWatchdogHeartbeat,
+  parse: parseHeartbeat,
 };
 
 /** The wire form of a logic heartbeat; `seq` counts this sender's heartbeats. */
-export function toWire(hb: WatchdogHeartbeat, seq: number, taskId?: string): WatchdogHeartbeatWire {
+export function toWire(hb: WatchdogHeartbeat, seq: number, taskId?: string): Heartbeat {
   return {
     pod: hb.pod,
     node: hb.node,
@@ -82,7 +39,7 @@ export function toWire(hb: WatchdogHeartbeat, seq: number, taskId?: string): Wat
   };
 }
 
-export function fromWire(w: WatchdogHeartbeatWire): WatchdogHeartbeat {
+export function fromWire(w: Heartbeat): WatchdogHeartbeat {
   return {
     pod: w.pod,
     node: w.node,

@@ -5,6 +5,7 @@
 // Pure: the payload arrives unparsed, so every field is read defensively.
 import type { Principal, SpiffeId } from "../../identity/spiffe-id.js";
 import { principalOf } from "../../identity/spiffe-id.js";
+import { nameToken } from "../subjects.js";
 
 export type SubjectFamily =
   "tasks" | "proposals" | "leases" | "events" | "watchdog" | "raft" | "node" | "inbox";
@@ -113,6 +114,18 @@ export const workloadOfOwnParent: Authorizer = ({ principal, payload }) => {
   return ALLOW;
 };
 
+/**
+ * A lease-keeper republishes a Task nobody could take (no bid, or every
+ * bidder failed) with a higher attempt; it never introduces a first attempt.
+ */
+export const keeperRepublish: Authorizer = allOf(controller("lease-keeper"), ({ payload }) => {
+  const attempt =
+    typeof payload === "object" && payload !== null ? (payload as Record<string, unknown>)["attempt"] : undefined;
+  return typeof attempt === "number" && attempt >= 1
+    ? ALLOW
+    : deny(`a lease-keeper only republishes (attempt >= 1), got attempt=${String(attempt)}`);
+});
+
 /** A workload may publish clone Tasks, and only for its own parent. */
 export const workloadClone: Authorizer = allOf(workloadOfOwnParent, ({ payload }) =>
   field(payload, "origin") === "clone" ? ALLOW : deny("a workload may publish clone tasks only"),
@@ -128,10 +141,17 @@ export const workloadOwnPod: Authorizer = allOf(workloadOfOwnParent, ({ principa
 );
 
 /**
- * An object name as it appears in one subject token: subjects.ts's nameToken
- * maps "." to "_" (DNS names have no "_"); this form never throws.
+ * An object name as it appears in one subject token, by the very mapping the
+ * senders' subjects are built with (subjects.ts nameToken: "a.b" -> "a_b").
+ * Undefined for a name no subject can carry; never throws.
  */
-export const asSubjectToken = (name: string): string => name.replace(/\./g, "_");
+export const asSubjectToken = (name: string): string | undefined => {
+  try {
+    return nameToken(name);
+  } catch {
+    return undefined;
+  }
+};
 
 /** Subject token i must equal payload field f (a message cannot claim another subject's object). */
 export const subjectMatchesPayload =
@@ -167,11 +187,12 @@ export const raftPeer: Authorizer = ({ principal, tokens }) => {
 // ------------------------------------------------------------ the table ---
 
 export const DEFAULT_RULES: readonly AuthzRule[] = [
-  // Only dispatchers and users publish new workloads; workloads publish clones for their own parent.
+  // Only dispatchers and users publish new workloads; workloads publish clones for their own
+  // parent; lease-keepers republish tasks that found no taker.
   {
     family: "tasks",
     types: ["Task"],
-    authorize: allOf(subjectLength(3), anyOf(controller("dispatcher"), user, workloadClone)),
+    authorize: allOf(subjectLength(3), anyOf(controller("dispatcher"), user, workloadClone, keeperRepublish)),
   },
   // Only /node/<id> bids, only as itself, and only on the proposals subject of that task.
   {

@@ -149,6 +149,14 @@ export const Lease = Type.Object(
     version: NonNegativeInt(),
     fencing_token: NonNegativeInt(),
     granted: Type.Integer({ minimum: 1, maximum: MAX_BATCH }),
+    first: Type.Optional(
+      Type.Integer({
+        minimum: 0,
+        maximum: MAX_BATCH - 1,
+        description:
+          "a batch share: this lease grants replicas first..first+granted-1 of the task (default 0)",
+      }),
+    ),
     ts: Type.Optional(TimestampMs()),
   },
   { additionalProperties: false },
@@ -190,7 +198,28 @@ export const Event = Type.Object(
 );
 export type Event = Static<typeof Event>;
 
-/** A watchdog's presence and health, sent every interval on its Deployment's subject. */
+/** A clone a watchdog is waiting for: its slot is held, its pod has not heartbeated yet. */
+export const PendingClone = Type.Object(
+  {
+    slot: NonNegativeInt32(),
+    claim: Type.String({
+      minLength: 1,
+      maxLength: 253,
+      pattern: "^[A-Za-z0-9]([-A-Za-z0-9.]*[A-Za-z0-9])?$",
+      description: "who holds the slot: the clone's task id (ULID) or a pod name",
+    }),
+    age_ms: NonNegativeInt({ description: "how long the sender has known it (relative, so skew does not matter)" }),
+  },
+  { additionalProperties: false },
+);
+export type PendingClone = Static<typeof PendingClone>;
+
+/**
+ * A watchdog's presence and health, sent every interval on its Deployment's
+ * subject. Besides health it carries what its peers' replica logic counts
+ * (DESIGN §4): the object revision and template it follows, its clone slot,
+ * a farewell flag, and the clones it waits for.
+ */
 export const Heartbeat = Type.Object(
   {
     pod: Dns1123Subdomain(),
@@ -201,7 +230,17 @@ export const Heartbeat = Type.Object(
     healthy: Type.Boolean(),
     ready: Type.Boolean(),
     task_id: Type.Optional(Ulid()),
-    started_at: Type.Optional(TimestampMs({ description: "when the pod started; the newest retire first" })),
+    started_at: TimestampMs({ description: "when the pod started (sender's clock); the newest retire first" }),
+    spec_revision: NonNegativeInt({ description: "KV revision of the Deployment object the sender has seen" }),
+    template_hash: Type.String({
+      minLength: 1,
+      maxLength: 128,
+      pattern: "^[A-Za-z0-9_-]+$",
+      description: "template hash the sender's pod was rendered from",
+    }),
+    slot: Type.Union([NonNegativeInt32(), Type.Null()], { description: "clone slot held, null when none" }),
+    retiring: Type.Boolean({ description: "a farewell: do not count the sender from now on" }),
+    pending: Type.Array(PendingClone, { maxItems: 1024 }),
     seq: Type.Optional(NonNegativeInt()),
     ts: TimestampMs(),
   },

@@ -30,7 +30,23 @@ export function sampleHeartbeat(
   now = Date.now(),
   seq = 0,
 ): Heartbeat {
-  return { pod, node: "node-1", ns, parent, generation: 1, healthy: true, ready: true, seq, ts: now };
+  return {
+    pod,
+    node: "node-1",
+    ns,
+    parent,
+    generation: 1,
+    healthy: true,
+    ready: true,
+    started_at: now - 1000,
+    spec_revision: 1,
+    template_hash: "0123456789abcdef",
+    slot: null,
+    retiring: false,
+    pending: [],
+    seq,
+    ts: now,
+  };
 }
 
 export function sampleTask(ns = "default", parent = "web", extra: Partial<Task> = {}): Task {

@@ -134,8 +134,9 @@ test("killed after the manifests and 4 of 10 Tasks: a fresh dispatcher completes
   const results: Array<{ key: string; result: ReconcileResult }> = [];
   await startDispatcher({ afterReconcile: (key, result) => results.push({ key, result }) });
   const result = await reconciled(results, "Deployment/default/web");
-  // It re-published all ten; the stream dropped the four it already had.
-  expect(result).toMatchObject({ reason: "new", published: 10, duplicates: 4 });
+  // The record named the generation's manifest before the first Task, with no progress
+  // checkpointed yet: the restart resumes from 0 and the stream drops the four it already had.
+  expect(result).toMatchObject({ reason: "resume", published: 10, duplicates: 4 });
   const tasks = await tasksOf("web");
   expect(tasks).toHaveLength(10);
   expect(new Set(tasks.map((t) => t.task_id)).size).toBe(10);

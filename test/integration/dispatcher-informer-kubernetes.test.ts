@@ -180,6 +180,12 @@ test("a CR created in the cluster is published by the informer-driven dispatcher
       generation: 1,
       healthy: true,
       ready: true,
+      started_at: Date.now(),
+      spec_revision: 1,
+      template_hash: "0123456789abcdef",
+      slot: null,
+      retiring: false,
+      pending: [],
       ts: Date.now(),
     });
   send();

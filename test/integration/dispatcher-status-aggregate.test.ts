@@ -68,6 +68,12 @@ const hb = (pod: string, ready: boolean, parent = "web"): Omit<Heartbeat, "ts"> 
   generation: 1,
   healthy: true,
   ready,
+  started_at: Date.now(),
+  spec_revision: 1,
+  template_hash: "0123456789abcdef",
+  slot: null,
+  retiring: false,
+  pending: [],
 });
 
 beforeAll(async () => {

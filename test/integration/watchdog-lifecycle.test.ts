@@ -60,7 +60,16 @@ it("scales 5 -> 10 -> 2 from the object in KV", async () => {
 });
 
 it("rolls a new image out one replica at a time, never below replicas - maxUnavailable ready", async () => {
-  await waitFor(() => mesh.readyPods("web").length === 5, { timeoutMs: 5000, what: "5 ready replicas" });
+  // Ready by ground truth and by each replica's own probes. Until its probes have
+  // passed successThreshold times a replica is unready to the logic (as a pod is
+  // to Kubernetes), and an unready old replica is the first a rollout retires: a
+  // rollout begun before then loses one that ground truth already counts as ready.
+  await waitFor(
+    () =>
+      mesh.readyPods("web").length === 5 &&
+      mesh.live("web").every((p) => mesh.watchdogOf(p)?.status().view?.ready === true),
+    { timeoutMs: 5000, what: "5 replicas ready, by ground truth and by their own probes" },
+  );
   const old = mesh.live("web");
   const oldTemplate = mesh.templateOf(old[0]!);
   mesh.mark();
@@ -90,9 +99,22 @@ it("rolls a new image out one replica at a time, never below replicas - maxUnava
 });
 
 it("deleting the Deployment retires every replica", async () => {
-  expect(mesh.live("web")).toHaveLength(5);
+  const replicas = mesh.live("web");
+  expect(replicas).toHaveLength(5);
   await mesh.deleteObject("web");
-  await waitFor(() => mesh.live("web").length === 0, { timeoutMs: 10_000, what: "no pods left" });
-  await new Promise((r) => setTimeout(r, 1000));
+  // Done when no pod is left and every watchdog web ever ran has ended: only a
+  // watchdog publishes clones, so nothing can bring a replica back after that.
+  const ended = (pod: string) => {
+    const phase = mesh.watchdogOf(pod)?.status().phase;
+    return phase === undefined || phase === "retired" || phase === "stopped";
+  };
+  const everyWatchdogOfWeb = () =>
+    [...mesh.livePods().values()].filter((p) => p.parent === "web").map((p) => p.pod);
+  await waitFor(() => mesh.live("web").length === 0 && everyWatchdogOfWeb().every(ended), {
+    timeoutMs: 10_000,
+    what: "no pods and no running watchdog left",
+  });
+  // Each replica left because it saw the deletion, not for any other reason.
+  expect(replicas.map((p) => mesh.watchdogOf(p)?.status().retiredFor)).toEqual(replicas.map(() => "deleted"));
   expect(mesh.live("web")).toHaveLength(0);
 });

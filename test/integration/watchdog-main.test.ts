@@ -78,7 +78,7 @@ it("runs from env: heartbeats, health endpoints, metrics, graceful SIGTERM", asy
       BEEMESH_POD_NAME: "solo-0",
       BEEMESH_NODE_ID: "node-1",
       BEEMESH_SVID_DIR: dir,
-      BEEMESH_WATCHDOG_HEALTH_PORT: String(port),
+      BEEMESH_HEALTH_PORT: String(port),
     },
     stdio: ["ignore", "ignore", "pipe"],
   });

@@ -24,7 +24,14 @@ import {
   type PodStatus,
   type Runtime,
 } from "../../controllers/scheduler-bidder/runtime/index.js";
-import { buildTask, renderWorkload, type RenderOptions } from "../../controllers/dispatcher/fanout/render.js";
+import {
+  buildTask,
+  renderWorkload,
+  taskTemplateOf,
+  type RenderOptions,
+} from "../../controllers/dispatcher/fanout/render.js";
+import { kvRecordStore } from "../../controllers/dispatcher/fanout/nats.js";
+import type { RecordStore } from "../../controllers/dispatcher/fanout/ports.js";
 import {
   Watchdog,
   type LocalHealth,
@@ -46,13 +53,6 @@ import { startNats, type NatsFixture } from "../helpers/nats-server.js";
 import { busAs, type TestBus } from "../helpers/bus.js";
 
 export const NS = "default";
-
-// Under Jest's VM modules structuredClone returns objects of the host realm,
-// which canonical JSON refuses as "not a plain object" (the renderer clones the
-// pod template with it). Keep clones in this realm while that is so.
-if (Object.getPrototypeOf(structuredClone({})) !== Object.prototype) {
-  globalThis.structuredClone = <T>(value: T): T => JSON.parse(JSON.stringify(value)) as T;
-}
 
 export interface MeshOptions {
   nodes?: number;
@@ -216,6 +216,7 @@ export class WatchdogMesh {
   private admin!: TestBus;
   private dispatcher!: TestBus;
   private objects!: KV;
+  private records!: RecordStore;
   private manifests!: KV;
   private partitioned = false;
   private maxLive = 0;
@@ -240,7 +241,8 @@ export class WatchdogMesh {
       runtimeFor: opts.runtimeFor,
       healthFor: opts.healthFor,
     };
-    this.render = { natsUrl: nats.url };
+    // Not the renderer's defaults: a watchdog that rendered the pod itself would name another manifest.
+    this.render = { natsUrl: nats.url, sidecarResources: { cpu: "25m", memory: "64Mi" } };
   }
 
   static async start(opts: MeshOptions = {}): Promise<WatchdogMesh> {
@@ -259,6 +261,7 @@ export class WatchdogMesh {
     this.dispatcher = await busAs(this.nats, "dispatcher");
     await ensureSchedulingInfra(this.dispatcher.bus.nc, { storage: "memory" });
     this.objects = await this.dispatcher.bus.kvm.open(BUCKETS.objects);
+    this.records = kvRecordStore(this.objects);
     this.manifests = await this.dispatcher.bus.kvm.open(BUCKETS.manifests);
 
     // Who cloned which task: a clone joins its cloner's side of a partition.
@@ -396,7 +399,6 @@ export class WatchdogMesh {
       },
       health,
       logic: this.opts.logic,
-      render: this.render,
       registry: new Registry(),
       logger: rec.logs,
       acceptHeartbeat: (hb: WatchdogHeartbeat) =>
@@ -502,7 +504,10 @@ export class WatchdogMesh {
     return kvKeys.object("beemeshdeployments", NS, name);
   }
 
-  /** What the dispatcher does for a new generation: store the manifest and the object. */
+  /**
+   * What the API and the dispatcher do for a new generation: store the
+   * manifest, record it (the watchdogs clone from the record), store the object.
+   */
   async storeObject(input: BeemeshDeployment): Promise<BeemeshDeployment> {
     // Stored as the API stores it: parsed, with the schema's defaults.
     const parsed = parseBeemeshDeployment(input);
@@ -510,6 +515,24 @@ export class WatchdogMesh {
     const obj = parsed.value;
     const r = renderWorkload(obj, this.render);
     for (const m of r.manifests) await this.manifests.put(m.key, m.bytes);
+    const ref = { kind: r.kind, ns: r.ns, name: r.name };
+    const stored = await this.records.get(ref);
+    await this.records.put(
+      {
+        ...ref,
+        uid: r.uid,
+        generation: r.generation,
+        template_hash: r.templateHash,
+        template_generation: r.generation,
+        replicas: r.replicas,
+        first: 0,
+        next: r.replicas,
+        manifests: r.manifests.map((m) => ({ key: m.key, sha256: m.sha256 })),
+        task: taskTemplateOf(r),
+        ts: Date.now(),
+      },
+      stored?.revision,
+    );
     await this.objects.put(
       this.objectKey(obj.metadata.name ?? ""),
       new TextEncoder().encode(JSON.stringify(obj)),

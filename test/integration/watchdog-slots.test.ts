@@ -103,6 +103,35 @@ describe("KvSlotStore on a real bucket", () => {
     ac.abort();
   });
 
+  it("renews only its own claim, never one it judges expired (a clone that moved the slot keeps it)", async () => {
+    const clock = manualMonotonic();
+    const leader = new KvSlotStore({ kv: kvA, ttlMs: 3000, clock });
+    const clone = new KvSlotStore({ kv: kvB, ttlMs: 3000, clock });
+    const key = freshKey();
+    const task = "01HF7YAT00SP7ZQ8GM4CVZ7K5V";
+    expect(await leader.acquire(key, task)).toBe("granted");
+    expect(await clone.transfer(key, task, "web-b")).toBe("granted");
+    expect(await leader.holder(key)).toBe("web-b"); // the leader has now seen the clone's revision
+    clock.advance(3000); // ... and, to it, that revision is a TTL old
+    expect(await leader.renew(key, task)).toBe("denied");
+    expect(await clone.renew(key, "web-b")).toBe("granted");
+    expect(await leader.holder(key)).toBe("web-b");
+  });
+
+  it("does not count time its process could not run toward expiry", async () => {
+    const clock = manualMonotonic();
+    const a = new KvSlotStore({ kv: kvA, ttlMs: 3000, clock });
+    const b = new KvSlotStore({ kv: kvB, ttlMs: 3000, clock });
+    const key = freshKey();
+    expect(await a.acquire(key, "web-a")).toBe("granted");
+    expect(await b.acquire(key, "web-b")).toBe("denied"); // b first sees the revision now
+    clock.advance(3500);
+    b.creditPause(1000); // b was stalled for 1 s of that: only 2.5 s count
+    expect(await b.acquire(key, "web-b")).toBe("denied");
+    clock.advance(500);
+    expect(await b.acquire(key, "web-b")).toBe("granted");
+  });
+
   it("hands a slot over from a claim to another, and only from its holder", async () => {
     const clock = manualMonotonic();
     const a = new KvSlotStore({ kv: kvA, ttlMs: 3000, clock });

@@ -1,5 +1,6 @@
 import { createAuthorizer, classifySubject, type AuthzRule } from "../../protocol/bus/authz.js";
 import { parseSpiffeId } from "../../identity/spiffe-id.js";
+import { subjects } from "../../protocol/subjects.js";
 
 const authorize = createAuthorizer();
 const td = "spiffe://beemesh.local";
@@ -58,7 +59,23 @@ const cases: Case[] = [
   ["a user publishes a task", ids.alice, "Task", "beemesh.scheduler.tasks.3", task(), true],
   ["a node may not publish tasks", ids.node1, "Task", "beemesh.scheduler.tasks.3", task(), false],
   [
-    "a lease-keeper may not publish tasks",
+    "a lease-keeper may not publish a first attempt",
+    ids.leaseKeeper,
+    "Task",
+    "beemesh.scheduler.tasks.3",
+    task({ attempt: 0 }),
+    false,
+  ],
+  [
+    "a lease-keeper republishes a task nobody took",
+    ids.leaseKeeper,
+    "Task",
+    "beemesh.scheduler.tasks.3",
+    task({ attempt: 2 }),
+    true,
+  ],
+  [
+    "a lease-keeper republish with no attempt is refused",
     ids.leaseKeeper,
     "Task",
     "beemesh.scheduler.tasks.3",
@@ -426,4 +443,35 @@ test("extra rules go in front of the table", () => {
     payload: task(),
   });
   expect(d).toEqual({ allow: false, why: "frozen" });
+});
+
+describe("names with dots: the subject a sender builds is the one its receivers accept", () => {
+  // Senders build subjects with subjects.ts (nameToken: "." -> "_"); the table must map names the same way.
+  const names = ["web", "web.v2", "a.b.c", "shop-api.prod-1"];
+  const s = subjects("region1.beemesh");
+  const authz = createAuthorizer({ prefix: "region1.beemesh" });
+  const allowed = (sender: string, type: string, subject: string, payload: unknown) =>
+    authz({ sender: parseSpiffeId(sender), type, subject, payload }).allow;
+
+  test.each(names)("events of %s from a node, a lease-keeper, a dispatcher and the workload", (name) => {
+    const subject = s.events("Deployment", "default", name);
+    const payload = { task_id: T, node_id: "node-1", kind: "Deployment", ns: "default", parent: name };
+    expect(allowed(ids.node1, "Event", subject, payload)).toBe(true);
+    expect(allowed(ids.leaseKeeper, "Event", subject, payload)).toBe(true);
+    expect(allowed(ids.dispatcher, "Event", subject, payload)).toBe(true);
+    expect(allowed(`${td}/ns/default/deployment/${name}/pod-1`, "Event", subject, payload)).toBe(true);
+    // Another object's subject still refuses it.
+    expect(allowed(ids.node1, "Event", s.events("Deployment", "default", `${name}x`), payload)).toBe(false);
+  });
+
+  test.each(names)("heartbeats and raft RPCs of %s", (name) => {
+    const pod = `${name.replace(/\./g, "-")}-0`;
+    const hb = { pod, node: "node-1", ns: "default", parent: name };
+    expect(allowed(`${td}/ns/default/deployment/${name}/${pod}`, "Heartbeat", s.watchdog("default", name), hb)).toBe(
+      true,
+    );
+    expect(allowed(`${td}/ns/default/statefulset/${name}/${pod}`, "AppendEntries", s.raft("default", name, 0), {})).toBe(
+      true,
+    );
+  });
 });

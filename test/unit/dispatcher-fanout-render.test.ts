@@ -244,6 +244,33 @@ describe("rendering a BeemeshDeployment", () => {
   });
 });
 
+describe("rendering copies within this realm", () => {
+  /** Every object and array inside `v` has this realm's prototypes (what canonical JSON accepts). */
+  function realmProblems(v: unknown, path = "$"): string[] {
+    if (typeof v !== "object" || v === null) return [];
+    const proto = Object.getPrototypeOf(v) as unknown;
+    const own = Array.isArray(v) ? proto === Array.prototype : proto === Object.prototype;
+    const here = own ? [] : [path];
+    return [...here, ...Object.entries(v).flatMap(([k, x]) => realmProblems(x, `${path}.${k}`))];
+  }
+
+  it("gives a manifest of plain objects of this realm, a copy of the template, with no test-side shim", () => {
+    const w = deployment();
+    const r = renderWorkload(w, OPTS);
+    expect(realmProblems(r.manifests[0]!.manifest)).toEqual([]);
+    r.manifests[0]!.manifest.spec.containers[0]!.image = "changed";
+    expect(w.spec.template.spec.containers[0]!.image).not.toBe("changed");
+  });
+
+  it("renders an object whose parts come from another realm to the same bytes", () => {
+    // Under Jest's VM modules structuredClone answers with the host realm's objects.
+    const foreign = structuredClone(deployment());
+    expect(renderWorkload(foreign, OPTS).manifests[0]!.sha256).toBe(
+      renderWorkload(deployment(), OPTS).manifests[0]!.sha256,
+    );
+  });
+});
+
 describe("rendering a BeemeshStatefulSet", () => {
   const w = statefulSet(3);
   const r = renderWorkload(w, OPTS);

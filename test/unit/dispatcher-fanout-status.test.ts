@@ -201,6 +201,12 @@ const heartbeat = (pod: string, ready: boolean, generation = 1): Heartbeat => ({
   generation,
   healthy: true,
   ready,
+  started_at: 0,
+  spec_revision: 1,
+  template_hash: "0123456789abcdef",
+  slot: null,
+  retiring: false,
+  pending: [],
   ts: 1,
 });
 

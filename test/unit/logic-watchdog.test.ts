@@ -683,3 +683,47 @@ describe("watchdog leader cloning", () => {
     expect(ofType(out, "heartbeat").every((a) => a.hb.pending.length === 0)).toBe(true);
   });
 });
+
+describe("watchdog pauses (time this replica could not run)", () => {
+  // The integration flake behind this: under CPU load the process stalled for
+  // longer than the TTL; on waking, each watchdog's tick ran before the queued
+  // heartbeats were read, so each found its peers dead, led alone, and took the
+  // live replicas' clone slots, which then retired as "slot-lost".
+  const peers = [hb("b", { slot: 1 }), hb("c", { slot: 2 })];
+
+  it("does not find its peers dead when it wakes after more than a TTL", () => {
+    const h = replica("a", { slot: 0 });
+    const before = runWithPeers(h, peers, T0 + 100, T0 + 5100);
+    expect(ofType(before, "acquireSlot")).toEqual([]);
+    // Stalled 4 s (TTL 3 s): the tick fires first, the heartbeats sent meanwhile come after it.
+    const woke = h.step({ type: "tick", nowMs: T0 + 9100 });
+    expect(h.r.view(T0 + 9100).live).toEqual(["a", "b", "c"]);
+    expect(ofType(woke, "acquireSlot")).toEqual([]);
+    const queued = peers.flatMap((p) => h.step({ type: "heartbeat", hb: p, nowMs: T0 + 9100 }));
+    expect(ofType(queued, "acquireSlot")).toEqual([]);
+  });
+
+  it("still finds a peer that died meanwhile dead, one TTL after waking", () => {
+    const h = replica("a", { slot: 0 });
+    runWithPeers(h, peers, T0 + 100, T0 + 5100);
+    h.step({ type: "tick", nowMs: T0 + 9100 });
+    // Only b speaks after the wake-up: c is judged by the time a has been running since.
+    const soon = runWithPeers(h, [hb("b", { slot: 1 })], T0 + 9500, T0 + 10_500);
+    expect(ofType(soon, "acquireSlot")).toEqual([]);
+    const later = runWithPeers(h, [hb("b", { slot: 1 })], T0 + 11_000, T0 + 13_000);
+    expect(h.r.view(T0 + 13_000).live).toEqual(["a", "b"]);
+    expect(ofType(later, "acquireSlot")).toEqual([
+      { type: "acquireSlot", slot: 2, key: "default/web/slot-2", claim: "claim-1" },
+    ]);
+  });
+
+  it("does not spend the startup grace while it could not run", () => {
+    const h = replica("a", { slot: 0 });
+    // Paused right after starting, before any heartbeat was read: alone on waking.
+    const woke = h.step({ type: "tick", nowMs: T0 + 4000 });
+    expect(ofType(woke, "acquireSlot")).toEqual([]);
+    const queued = peers.flatMap((p) => h.step({ type: "heartbeat", hb: p, nowMs: T0 + 4000 }));
+    expect(ofType(queued, "acquireSlot")).toEqual([]);
+    expect(h.r.view(T0 + 4000).live).toEqual(["a", "b", "c"]);
+  });
+});

@@ -128,6 +128,7 @@ describe("rolePermissions", () => {
     ["scheduler-bidder", "$JS.API.CONSUMER.CREATE.SCHEDULER_TASKS", true],
     ["lease-keeper", `${s}.scheduler.leases.n1`, true],
     ["lease-keeper", `${s}.scheduler.proposals.T1`, false],
+    ["lease-keeper", `${s}.scheduler.tasks.3`, true],
     ["lease-keeper", "$KV.beemesh-leases.t", true],
     ["watchdog", `${s}.watchdog.default.web`, true],
     ["watchdog", `${s}.scheduler.tasks.1`, true],

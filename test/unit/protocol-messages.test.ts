@@ -247,3 +247,21 @@ describe("task batches", () => {
     expect(taskReplicaCount({ ordinal: 4 })).toBe(1);
   });
 });
+
+describe("bid kinds: fits, fits only by preemption, does not fit", () => {
+  const victim = { ns: "default", pod: "low-1", task_id: "01HF7YAT00SP7ZQ8GM4CVZ7K5W", priority: 0 };
+  const bid = (over: Obj) => ({ ...exampleBid(), ...over });
+
+  test.each<[string, Obj, boolean, string]>([
+    ["fits", { fit: true, offered: 1 }, true, ""],
+    ["fits only by evicting the victims it names", { fit: false, offered: 1, victims: [victim] }, true, ""],
+    ["does not fit", { fit: false, offered: 0, reasons: ["InsufficientCpu: 10 < 100"] }, true, ""],
+    ["a fitting bid naming victims", { fit: true, offered: 1, victims: [victim] }, false, "victims"],
+    ["a preempting bid that offers nothing", { fit: false, offered: 0, victims: [victim] }, false, "offered"],
+    ["a bid that neither fits nor preempts yet offers", { fit: false, offered: 1 }, false, "offered"],
+  ])("%s", (_what, over, ok, field) => {
+    const parsed = MESSAGE_PARSERS.Bid(bid(over));
+    expect(parsed.ok).toBe(ok);
+    if (!parsed.ok) expect(parsed.error.causes.map((c) => c.field)).toContain(field);
+  });
+});

@@ -7,7 +7,6 @@ import { parseAgentEnv } from "../../controllers/scheduler-bidder/config.js";
 import { parseKeeperEnv } from "../../controllers/lease-keeper/config.js";
 import { EnvError, envTaints } from "../../controllers/common/env.js";
 import { podNameFor, shardSample } from "../../controllers/scheduler-bidder/agent.js";
-import { KEEPER_REPUBLISH_RULE } from "../../controllers/lease-keeper/keeper.js";
 import {
   ManifestCache,
   ManifestDigestError,
@@ -46,7 +45,6 @@ describe("agent environment", () => {
         capacity: { cpu_millis: 1500, memory_bytes: 2 * 2 ** 30, pods: 20 },
         healthPort: 9103,
         nodeId: undefined,
-        acceptKeeperRepublish: true,
       }),
     );
     expect(parseAgentEnv({ BEEMESH_SVID_DIR: "/s" }).probeK).toBe("all");
@@ -113,19 +111,20 @@ describe("shards and pod names", () => {
   });
 });
 
-describe("republish rule", () => {
-  const authorize = createAuthorizer({ extraRules: [KEEPER_REPUBLISH_RULE] });
-  const ask = (id: string) =>
+describe("republished tasks in the default table", () => {
+  const authorize = createAuthorizer();
+  const ask = (id: string, attempt = 1) =>
     authorize({
       sender: parseSpiffeId(id),
       type: "Task",
       subject: "beemesh.scheduler.tasks.0",
-      payload: { ns: "default", parent: "web", origin: "dispatcher" },
+      payload: { ns: "default", parent: "web", origin: "dispatcher", attempt },
     });
-  test("keeps everyone the table admits and adds lease-keepers only", () => {
-    expect(ask("spiffe://beemesh.local/controller/dispatcher/d1").allow).toBe(true);
-    expect(ask("spiffe://beemesh.local/user/alice").allow).toBe(true);
-    expect(ask("spiffe://beemesh.local/controller/lease-keeper/lk-1").allow).toBe(true);
+  test("lease-keepers republish (attempt >= 1) beside everyone else the table admits", () => {
+    expect(ask("spiffe://beemesh.local/controller/dispatcher/d1", 0).allow).toBe(true);
+    expect(ask("spiffe://beemesh.local/user/alice", 0).allow).toBe(true);
+    expect(ask("spiffe://beemesh.local/controller/lease-keeper/lk-1", 1).allow).toBe(true);
+    expect(ask("spiffe://beemesh.local/controller/lease-keeper/lk-1", 0).allow).toBe(false);
     expect(ask("spiffe://beemesh.local/node/node-1").allow).toBe(false);
     expect(ask("spiffe://beemesh.local/controller/watchdog/w").allow).toBe(false);
   });

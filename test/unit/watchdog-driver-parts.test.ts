@@ -2,9 +2,12 @@
 // from the object (strategy percentages, the clone Task from the renderer),
 // pod naming shared with the node agent, slot keys, and the env parse of main.
 import { podNameFor } from "../../controllers/scheduler-bidder/agent.js";
-import { renderWorkload } from "../../controllers/dispatcher/fanout/render.js";
+import { renderWorkload, taskTemplateOf } from "../../controllers/dispatcher/fanout/render.js";
+import type { DispatchRecord } from "../../controllers/dispatcher/fanout/plan.js";
+import { CloneSourceError, cloneTaskFrom, deploymentRecordKey } from "../../controllers/watchdog/clone-task.js";
 import type { WatchdogHeartbeat } from "../../controllers/watchdog/logic/index.js";
 import { configFromEnv, WatchdogConfigError } from "../../controllers/watchdog/main.js";
+import { EnvError } from "../../controllers/common/env.js";
 import {
   deploymentInterpreter,
   resolveIntOrPercent,
@@ -12,14 +15,9 @@ import {
   DeploymentSpecError,
 } from "../../controllers/watchdog/spec.js";
 import { deploymentPodName, slotPrefixOf } from "../../controllers/watchdog/watchdog.js";
-import { fromWire, parseWatchdogHeartbeat, toWire } from "../../controllers/watchdog/wire.js";
+import { HEARTBEAT_SPEC, fromWire, toWire } from "../../controllers/watchdog/wire.js";
 import { decodeSlot, encodeSlot } from "../../controllers/watchdog/slot-store.js";
 import { parseBeemeshDeployment, parseHeartbeat, type BeemeshDeployment } from "../../protocol/index.js";
-
-// structuredClone under Jest's VM modules returns host-realm objects the renderer's canonical JSON refuses.
-if (Object.getPrototypeOf(structuredClone({})) !== Object.prototype) {
-  globalThis.structuredClone = <T>(value: T): T => JSON.parse(JSON.stringify(value)) as T;
-}
 
 const hb = (over: Partial<WatchdogHeartbeat> = {}): WatchdogHeartbeat => ({
   pod: "web-abc",
@@ -66,7 +64,7 @@ function deployment(over: (d: BeemeshDeployment) => void = () => undefined): Bee
 describe("heartbeat wire form", () => {
   it("round-trips through the wire parser, ages rounded to whole ms", () => {
     const wire = toWire(hb(), 7);
-    const parsed = parseWatchdogHeartbeat(JSON.parse(JSON.stringify(wire)));
+    const parsed = parseHeartbeat(JSON.parse(JSON.stringify(wire)));
     expect(parsed.ok).toBe(true);
     if (!parsed.ok) return;
     expect(parsed.value.seq).toBe(7);
@@ -75,22 +73,24 @@ describe("heartbeat wire form", () => {
     );
   });
 
-  it("keeps the protocol Heartbeat's fields (what the bus authorizes on)", () => {
+  it("is the protocol Heartbeat: one schema for watchdogs and the dispatcher's status", () => {
+    expect(HEARTBEAT_SPEC.parse).toBe(parseHeartbeat);
     const wire = toWire(hb(), 0, "01HF7YAT00SP7ZQ8GM4CVZ7K5V");
-    const { spec_revision: _a, template_hash: _b, slot: _c, retiring: _d, pending: _e, ...base } = wire;
-    expect(parseHeartbeat(base).ok).toBe(true);
+    expect(parseHeartbeat(JSON.parse(JSON.stringify(wire))).ok).toBe(true);
     expect(wire.task_id).toBe("01HF7YAT00SP7ZQ8GM4CVZ7K5V");
   });
 
   it.each([
     ["missing template_hash", (w: Record<string, unknown>) => delete w["template_hash"]],
+    ["missing spec_revision", (w: Record<string, unknown>) => delete w["spec_revision"]],
+    ["missing pending", (w: Record<string, unknown>) => delete w["pending"]],
     ["negative slot", (w: Record<string, unknown>) => (w["slot"] = -1)],
     ["unknown field", (w: Record<string, unknown>) => (w["extra"] = 1)],
     ["pod not a DNS name", (w: Record<string, unknown>) => (w["pod"] = "Web_1")],
   ])("refuses %s", (_what, mutate) => {
     const w = JSON.parse(JSON.stringify(toWire(hb(), 1))) as Record<string, unknown>;
     mutate(w);
-    expect(parseWatchdogHeartbeat(w).ok).toBe(false);
+    expect(parseHeartbeat(w).ok).toBe(false);
   });
 });
 
@@ -126,25 +126,13 @@ describe("spec from the object", () => {
     });
   });
 
-  it("builds the clone Task the dispatcher would: same manifest key, template hash, requirements", () => {
-    const render = { natsUrl: "tls://127.0.0.1:4222" };
+  it("takes the template hash the renderer stamps on pods, rendering nothing", () => {
     const d = deployment();
-    const view = deploymentInterpreter(render)(d);
-    const r = renderWorkload(d, render);
-    expect(view.spec.template_hash).toBe(r.templateHash);
-    expect(view.task.manifest_ref).toEqual({ key: r.manifests[0]!.key, sha256: r.manifests[0]!.sha256 });
-    expect(view.task).toMatchObject({
-      kind: "Deployment",
-      ns: "default",
-      parent: "web",
-      parent_uid: "uid-1",
-      generation: 4,
-    });
+    const view = deploymentInterpreter(d);
+    expect(view.uid).toBe("uid-1");
+    expect(view.spec.template_hash).toBe(renderWorkload(d, { natsUrl: "tls://127.0.0.1:4222" }).templateHash);
+    expect(view.spec.template_hash).toBe(renderWorkload(d, { natsUrl: "tls://other:4222" }).templateHash);
     expect(view.appContainers.map((c) => c.name)).toEqual(["app"]);
-    // Another NATS URL renders another manifest: the options must be the dispatcher's.
-    expect(deploymentInterpreter({ natsUrl: "tls://other:4222" })(d).task.manifest_ref.key).not.toBe(
-      view.task.manifest_ref.key,
-    );
   });
 });
 
@@ -198,23 +186,108 @@ describe("configFromEnv", () => {
       templateHash: "0123456789abcdef",
     });
     expect(cfg.logic).toEqual({ intervalMs: 500, ttlIntervals: 4 });
-    expect(cfg.render.natsUrl).toBe(env.BEEMESH_NATS_URL);
+    expect(cfg.natsUrl).toBe(env.BEEMESH_NATS_URL);
     expect(cfg.prefix).toBe("beemesh");
+    expect(cfg.taskShards).toBe(1);
     expect(cfg.healthPort).toBeUndefined();
+  });
+
+  it("reads the names every controller uses: BEEMESH_PREFIX, BEEMESH_SHARDS, BEEMESH_HEALTH_PORT", () => {
+    const cfg = configFromEnv({
+      ...env,
+      BEEMESH_PREFIX: "region1",
+      BEEMESH_SHARDS: "16",
+      BEEMESH_HEALTH_PORT: "9200",
+    });
+    expect(cfg).toMatchObject({ prefix: "region1", taskShards: 16, healthPort: 9200 });
   });
 
   it.each(["BEEMESH_POD_NAME", "BEEMESH_NODE_ID", "BEEMESH_PARENT_UID", "BEEMESH_NATS_URL"])(
     "names a missing %s",
     (name) => {
       const partial: Record<string, string | undefined> = { ...env, [name]: undefined };
-      expect(() => configFromEnv(partial)).toThrow(new WatchdogConfigError(`${name} is not set`));
+      expect(() => configFromEnv(partial)).toThrow(new EnvError(name, "is required"));
     },
   );
 
   it("refuses a non-integer interval and a missing identity source", () => {
-    expect(() => configFromEnv({ ...env, BEEMESH_WATCHDOG_INTERVAL_MS: "1s" })).toThrow(WatchdogConfigError);
+    expect(() => configFromEnv({ ...env, BEEMESH_WATCHDOG_INTERVAL_MS: "1s" })).toThrow(EnvError);
     expect(() => configFromEnv({ ...env, BEEMESH_WORKLOAD_API_SOCKET: undefined })).toThrow(
-      /WORKLOAD_API_SOCKET/,
+      WatchdogConfigError,
     );
+  });
+});
+
+describe("clone Task from the dispatch record", () => {
+  // Render options the watchdog cannot know: another image, sidecar size, prefix and shards.
+  const render = {
+    natsUrl: "tls://nats-a:4222,tls://nats-b:4222",
+    watchdogImage: "localhost/beemesh/controllers:v7",
+    sidecarResources: { cpu: "20m", memory: "48Mi" },
+    prefix: "region1",
+    shards: 8,
+  };
+  const record = (d: BeemeshDeployment, over: Partial<DispatchRecord> = {}): DispatchRecord => {
+    const r = renderWorkload(d, render);
+    return {
+      kind: "Deployment",
+      ns: r.ns,
+      name: r.name,
+      uid: r.uid,
+      generation: r.generation,
+      template_hash: r.templateHash,
+      template_generation: r.generation,
+      replicas: r.replicas,
+      first: 0,
+      next: r.replicas,
+      manifests: r.manifests.map((m) => ({ key: m.key, sha256: m.sha256 })),
+      task: taskTemplateOf(r),
+      ts: 1,
+      ...over,
+    };
+  };
+  const want = (d: BeemeshDeployment) => ({
+    ns: "default",
+    parent: "web",
+    parentUid: "uid-1",
+    templateHash: deploymentInterpreter(d).spec.template_hash,
+    taskId: "01HF7YAT00SP7ZQ8GM4CVZ7K5V",
+    hints: { "beemesh.io/clone-slot": "3" },
+    nonce: "nonce-0123456789abcdef",
+    ts: 1_700_000_000_000,
+  });
+
+  it("names the manifest and requirements the dispatcher recorded, whatever its render options", () => {
+    const d = deployment();
+    const r = renderWorkload(d, render);
+    const task = cloneTaskFrom(record(d), want(d));
+    expect(task.manifest_ref).toEqual({ key: r.manifests[0]!.key, sha256: r.manifests[0]!.sha256 });
+    expect(task.reqs).toEqual(r.reqs);
+    expect(task).toMatchObject({
+      kind: "Deployment",
+      ns: "default",
+      parent: "web",
+      parent_uid: "uid-1",
+      generation: 4,
+      origin: "clone",
+      attempt: 0,
+      hints: { template_hash: r.templateHash, "beemesh.io/clone-slot": "3" },
+    });
+    // A render with the watchdog's own (default) options would have named another manifest.
+    expect(renderWorkload(d, { natsUrl: "tls://nats-a:4222" }).manifests[0]!.key).not.toBe(
+      task.manifest_ref.key,
+    );
+    expect(deploymentRecordKey("default", "my.app")).toBe("dispatch.deployment.default.my_app");
+  });
+
+  it.each<[string, (d: BeemeshDeployment) => DispatchRecord | undefined]>([
+    ["no record", () => undefined],
+    ["a record of another instance", (d) => record(d, { uid: "uid-2" })],
+    ["a record not yet at the object's template", (d) => record(d, { template_hash: "ffffffffffffffff" })],
+    ["a record without the task template", (d) => ({ ...record(d), task: undefined })],
+    ["a record without manifests", (d) => record(d, { manifests: [] })],
+  ])("refuses %s", (_what, make) => {
+    const d = deployment();
+    expect(() => cloneTaskFrom(make(d), want(d))).toThrow(CloneSourceError);
   });
 });

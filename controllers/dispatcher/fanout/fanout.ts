@@ -25,7 +25,13 @@ import {
   type StoredRecord,
   type TaskPublisher,
 } from "./ports.js";
-import { buildTask, renderWorkload, type RenderOptions, type RenderedWorkload } from "./render.js";
+import {
+  buildTask,
+  renderWorkload,
+  taskTemplateOf,
+  type RenderOptions,
+  type RenderedWorkload,
+} from "./render.js";
 
 export interface FanoutHooks {
   /** After a reconcile stored its manifests, before its first Task; a throw aborts it (a crash point for tests). */
@@ -147,8 +153,12 @@ export class Fanout {
       ...plan.record,
       next,
       manifests: r.manifests.map((m) => ({ key: m.key, sha256: m.sha256 })),
+      task: taskTemplateOf(r),
       ts: this.o.now(),
     });
+    // The new manifests are recorded before the first Task: watchdogs clone from
+    // the record, and must not wait for a long fan-out to finish to find them.
+    if (plan.from < plan.to) stored = await this.saveRecord(base(plan.from), stored, plan, log);
 
     let published = 0;
     let duplicates = 0;

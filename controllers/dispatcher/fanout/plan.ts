@@ -2,6 +2,7 @@
 // dispatch record of what was published before (level-based: the same inputs
 // always give the same plan, in any dispatcher, after any restart). Pure.
 import type { WorkloadKind } from "../../../protocol/index.js";
+import type { TaskTemplate } from "./render.js";
 
 /**
  * Progress of one workload's fan-out, kept in KV so a restarted (or another)
@@ -27,6 +28,11 @@ export interface DispatchRecord {
    * StatefulSet. Sidecars that clone read the current manifest from here.
    */
   manifests: { key: string; sha256: string }[];
+  /**
+   * What the Tasks of `generation` ask for besides ids and manifest; a
+   * sidecar's clone Task copies it. Absent in records of older dispatchers.
+   */
+  task?: TaskTemplate;
   /** Wall clock of the write, for humans. */
   ts: number;
 }
@@ -48,7 +54,7 @@ export interface FanoutPlan {
   from: number;
   to: number;
   /** The record once everything is published (its `next` is `to`). */
-  record: Omit<DispatchRecord, "kind" | "ns" | "name" | "ts" | "manifests">;
+  record: Omit<DispatchRecord, "kind" | "ns" | "name" | "ts" | "manifests" | "task">;
   /** StatefulSet members at or above this ordinal must go (scale-down without a watchdog). */
   removeOrdinalsFrom?: number;
   /** Whether the stored record must be rewritten (false: nothing changed at all). */

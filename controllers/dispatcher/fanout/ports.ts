@@ -2,11 +2,11 @@
 // tested with in-memory fakes and run on NATS (nats.ts) without change.
 import { Type } from "@sinclair/typebox";
 import {
+  Task,
   makeParser,
   type Event,
   type ProviderRecord,
   type RemoveRequest,
-  type Task,
   type WorkloadKind,
 } from "../../../protocol/index.js";
 import type { DispatchRecord } from "./plan.js";
@@ -85,6 +85,13 @@ export const DispatchRecordSchema = Type.Object(
         { additionalProperties: false },
       ),
       { maxItems: 100_000 },
+    ),
+    task: Type.Optional(
+      Type.Pick(
+        Task,
+        ["reqs", "priority", "qos", "affinity", "anti_affinity", "node_selector", "tolerations", "hints"],
+        { additionalProperties: false },
+      ),
     ),
     ts: NonNegative(),
   },

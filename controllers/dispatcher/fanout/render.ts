@@ -29,6 +29,7 @@ import {
   type Workload,
   type WorkloadKind,
 } from "../../../protocol/index.js";
+import { cloneJson } from "../store/common.js";
 
 export const DEFAULT_SIDECAR_IMAGE = "localhost/beemesh/controllers:latest";
 export const WATCHDOG_COMMAND: readonly string[] = ["node", "/app/dist/controllers/watchdog/main.js"];
@@ -86,6 +87,8 @@ export interface RenderOptions {
   sidecarResources?: SidecarResources;
   /** Subject prefix, passed to the sidecars when it is not the default. */
   prefix?: string;
+  /** Task shards of the mesh, passed to the sidecars (their clones go to a shard of these) when above 1. */
+  shards?: number;
 }
 
 const DEFAULT_SIDECAR_RESOURCES: SidecarResources = { cpu: "50m", memory: "96Mi" };
@@ -150,7 +153,8 @@ export function sha256Hex(bytes: Uint8Array | string): string {
 export function templateHash(w: Workload): string {
   const sidecar =
     w.kind === "BeemeshStatefulSet" ? (w.spec.raftSidecar ?? {}) : (w.spec.watchdogSidecar ?? {});
-  return sha256Hex(canonicalJson({ template: w.spec.template, sidecar })).slice(0, 16);
+  // The parts may be objects of another realm (a caller's structuredClone): hash a copy made here.
+  return sha256Hex(canonicalJson(cloneJson({ template: w.spec.template, sidecar }))).slice(0, 16);
 }
 
 function env(name: string, value: string | number): EnvVar {
@@ -173,6 +177,7 @@ function commonEnv(w: Workload, hash: string, opts: RenderOptions): EnvVar[] {
     env("BEEMESH_WORKLOAD_API_SOCKET", WORKLOAD_API_SOCKET),
   ];
   if (opts.prefix !== undefined && opts.prefix !== "beemesh") out.push(env("BEEMESH_PREFIX", opts.prefix));
+  if (opts.shards !== undefined && opts.shards > 1) out.push(env("BEEMESH_SHARDS", opts.shards));
   return out;
 }
 
@@ -227,8 +232,9 @@ function raftContainer(w: BeemeshStatefulSet, hash: string, ordinal: number, opt
 
 /** The pod template with the server-only metadata removed (the node agent names the pod). */
 function baseManifest(template: PodTemplateSpec, ns: string, labels: Record<string, string>): PodManifest {
-  // A JSON round trip: the template is JSON data, and the copy lives in this realm (canonicalJson wants plain objects).
-  const spec = JSON.parse(JSON.stringify(template.spec)) as PodSpec;
+  // Copied in this realm, not with structuredClone: canonical JSON refuses objects of another
+  // realm (Jest's VM modules give structuredClone's results the host realm's prototypes).
+  const spec = cloneJson(template.spec);
   const annotations = template.metadata?.annotations;
   return {
     apiVersion: "v1",
@@ -457,6 +463,30 @@ export function taskIdFor(
   return deterministicTaskId({ uid: r.uid, generation: r.generation, slot, timeMs: r.createdMs });
 }
 
+/** What every Task of a generation carries besides its ids and manifest (placement and hints). */
+export type TaskTemplate = Pick<
+  Task,
+  "reqs" | "priority" | "qos" | "affinity" | "anti_affinity" | "node_selector" | "tolerations" | "hints"
+>;
+
+/**
+ * The placement part of this generation's Tasks. The dispatch record keeps it
+ * beside the manifest refs, so a watchdog's clone asks for exactly what the
+ * dispatcher's Tasks asked for without rendering anything itself.
+ */
+export function taskTemplateOf(r: RenderedWorkload): TaskTemplate {
+  return {
+    reqs: r.reqs,
+    priority: r.priority,
+    qos: r.qos,
+    ...(r.affinity ? { affinity: r.affinity } : {}),
+    ...(r.antiAffinity ? { anti_affinity: r.antiAffinity } : {}),
+    ...(r.nodeSelector ? { node_selector: r.nodeSelector } : {}),
+    ...(r.tolerations ? { tolerations: r.tolerations } : {}),
+    hints: { template_hash: r.templateHash },
+  };
+}
+
 /** The Task for one slot (a Deployment replica index or a StatefulSet ordinal), checked by its schema. */
 export function buildTask(r: RenderedWorkload, slot: number, ctx: { nonce: string; ts: number }): Task {
   const m = manifestForSlot(r, slot);
@@ -469,14 +499,7 @@ export function buildTask(r: RenderedWorkload, slot: number, ctx: { nonce: strin
     generation: r.generation,
     ...(r.kind === "StatefulSet" ? { ordinal: slot } : {}),
     manifest_ref: { key: m.key, sha256: m.sha256 },
-    reqs: r.reqs,
-    priority: r.priority,
-    qos: r.qos,
-    ...(r.affinity ? { affinity: r.affinity } : {}),
-    ...(r.antiAffinity ? { anti_affinity: r.antiAffinity } : {}),
-    ...(r.nodeSelector ? { node_selector: r.nodeSelector } : {}),
-    ...(r.tolerations ? { tolerations: r.tolerations } : {}),
-    hints: { template_hash: r.templateHash },
+    ...taskTemplateOf(r),
     attempt: 0,
     origin: "dispatcher",
     nonce: ctx.nonce,

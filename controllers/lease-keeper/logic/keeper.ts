@@ -18,10 +18,17 @@ import type {
 export type KeeperInput =
   | { type: "task"; task: LeaseTask; expectedBids?: number; nowMs: number }
   | { type: "bid"; bid: LeaseBid; nowMs: number }
-  | { type: "awardResult"; task_id: string; result: AwardResult; nowMs: number }
-  | { type: "leaseObserved"; task_id: string; lease: ObservedLease; nowMs: number }
-  | { type: "leaseDeleted"; task_id: string; nowMs: number }
-  | { type: "nodeEvent"; task_id: string; status: NodeEventStatus; node_id: string; nowMs: number }
+  | { type: "awardResult"; task_id: string; first?: number; result: AwardResult; nowMs: number }
+  | { type: "leaseObserved"; task_id: string; first?: number; lease: ObservedLease; nowMs: number }
+  | { type: "leaseDeleted"; task_id: string; first?: number; nowMs: number }
+  | {
+      type: "nodeEvent";
+      task_id: string;
+      status: NodeEventStatus;
+      node_id: string;
+      fencing_token?: number;
+      nowMs: number;
+    }
   | { type: "tick"; nowMs: number };
 
 export interface TaggedAction {
@@ -38,10 +45,19 @@ export interface LeaseKeeperLimits {
   maxFinished?: number;
 }
 
+/** Inputs about a task this keeper has not been given yet (core bids and events can overtake it). */
+interface Orphan {
+  firstMs: number;
+  bids: LeaseBid[];
+  reports: Array<{ status: NodeEventStatus; node_id: string; fencing_token: number }>;
+}
+
+const MAX_ORPHAN_REPORTS = 64;
+
 export class LeaseKeeperLogic {
   private readonly settings: LeaseKeeperSettings;
   private readonly machines = new Map<string, TaskLeaseMachine>();
-  private readonly orphans = new Map<string, { firstMs: number; bids: LeaseBid[] }>();
+  private readonly orphans = new Map<string, Orphan>();
   private readonly finished = new Set<string>();
   private readonly orphanBidTtlMs: number;
   private readonly maxOrphanTasks: number;
@@ -111,7 +127,15 @@ export class LeaseKeeperLogic {
       case "leaseDeleted":
       case "nodeEvent": {
         const m = this.machines.get(input.task_id);
-        if (m === undefined) return [];
+        if (m === undefined) {
+          if (
+            input.type === "nodeEvent" &&
+            input.fencing_token !== undefined &&
+            !this.finished.has(input.task_id)
+          )
+            this.bufferReport(input.task_id, input.status, input.node_id, input.fencing_token, input.nowMs);
+          return [];
+        }
         const { task_id: _ignored, ...rest } = input;
         return this.run(m, rest);
       }
@@ -135,6 +159,7 @@ export class LeaseKeeperLogic {
     const orphan = this.orphans.get(task.task_id);
     this.orphans.delete(task.task_id);
     for (const bid of orphan?.bids ?? []) out.push(...this.run(m, { type: "bid", bid, nowMs }));
+    for (const r of orphan?.reports ?? []) out.push(...this.run(m, { type: "nodeEvent", ...r, nowMs }));
     return out;
   }
 
@@ -152,15 +177,31 @@ export class LeaseKeeperLogic {
   }
 
   private bufferOrphan(bid: LeaseBid, nowMs: number): void {
-    const entry = this.orphans.get(bid.task_id);
-    if (entry !== undefined) {
-      entry.bids = [...entry.bids.filter((b) => b.node_id !== bid.node_id), bid];
-      return;
-    }
+    const entry = this.orphanOf(bid.task_id, nowMs);
+    entry.bids = [...entry.bids.filter((b) => b.node_id !== bid.node_id), bid];
+  }
+
+  private bufferReport(
+    taskId: string,
+    status: NodeEventStatus,
+    nodeId: string,
+    fencingToken: number,
+    nowMs: number,
+  ): void {
+    const entry = this.orphanOf(taskId, nowMs);
+    if (entry.reports.length >= MAX_ORPHAN_REPORTS) entry.reports.shift();
+    entry.reports.push({ status, node_id: nodeId, fencing_token: fencingToken });
+  }
+
+  private orphanOf(taskId: string, nowMs: number): Orphan {
+    const entry = this.orphans.get(taskId);
+    if (entry !== undefined) return entry;
     if (this.orphans.size >= this.maxOrphanTasks) {
       const oldest = this.orphans.keys().next();
       if (oldest.done !== true) this.orphans.delete(oldest.value);
     }
-    this.orphans.set(bid.task_id, { firstMs: nowMs, bids: [bid] });
+    const fresh: Orphan = { firstMs: nowMs, bids: [], reports: [] };
+    this.orphans.set(taskId, fresh);
+    return fresh;
   }
 }

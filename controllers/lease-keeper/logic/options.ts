@@ -15,6 +15,11 @@ export interface LeaseKeeperOptions {
   /** An unschedulable task retries after base * 2^(n-1), capped (500 ms .. 30000 ms). */
   unschedulableBaseMs?: number;
   unschedulableCapMs?: number;
+  /**
+   * Most replicas one share of a batch grants (default 100000, no cap). A share
+   * is re-awarded whole, so smaller shares find a new home more easily.
+   */
+  maxShareReplicas?: number;
   /** Tie-break hash (FNV-1a 32 by default). */
   hash?: HashFn;
 }
@@ -34,6 +39,7 @@ export function defaultLeaseKeeperOptions(): LeaseKeeperSettings {
     reawardCapMs: 5000,
     unschedulableBaseMs: 500,
     unschedulableCapMs: 30_000,
+    maxShareReplicas: 100_000,
     hash: fnv1a32,
   };
 }
@@ -50,6 +56,7 @@ export function parseLeaseKeeperOptions(options: LeaseKeeperOptions = {}): Lease
     "reawardCapMs",
     "unschedulableBaseMs",
     "unschedulableCapMs",
+    "maxShareReplicas",
   ];
   for (const k of positive) {
     const v = s[k];
@@ -60,6 +67,11 @@ export function parseLeaseKeeperOptions(options: LeaseKeeperOptions = {}): Lease
   if (!Number.isFinite(s.windowJitterMs) || s.windowJitterMs < 0 || s.windowJitterMs >= s.windowMs) {
     throw new LeaseKeeperOptionsError(
       `lease-keeper: windowJitterMs must be in [0, windowMs), got ${s.windowJitterMs}`,
+    );
+  }
+  if (!Number.isSafeInteger(s.maxShareReplicas)) {
+    throw new LeaseKeeperOptionsError(
+      `lease-keeper: maxShareReplicas must be a positive integer, got ${s.maxShareReplicas}`,
     );
   }
   if (s.reawardCapMs < s.reawardBaseMs || s.unschedulableCapMs < s.unschedulableBaseMs) {

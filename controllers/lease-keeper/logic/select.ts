@@ -9,6 +9,11 @@ import { tieBreak } from "../../scheduler-bidder/logic/hash.js";
 import type { HashFn } from "../../scheduler-bidder/logic/hash.js";
 import type { LeaseBid, LeaseTask } from "./types.js";
 
+/** Replicas a usable bid offers (a bid from before batches offers one). */
+export function offeredBy(bid: LeaseBid): number {
+  return Math.max(1, bid.offered ?? 1);
+}
+
 export function isPreemptionAcceptable(bid: LeaseBid, task: LeaseTask): boolean {
   const victims = bid.victims ?? [];
   return !bid.fit && victims.length > 0 && victims.every((v) => v.priority < task.priority);

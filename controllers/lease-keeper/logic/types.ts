@@ -6,6 +6,8 @@ export interface LeaseTask {
   priority: number;
   /** Republished tasks carry attempt + 1 (the dedup id of a republish must include it). */
   attempt: number;
+  /** Replicas the task stands for (a batch, DESIGN §3.6); default 1. */
+  replicas?: number;
 }
 
 export interface BidVictim {
@@ -22,12 +24,18 @@ export interface LeaseBid {
   fit: boolean;
   reasons: string[];
   victims?: BidVictim[];
+  /** Replicas of the batch this node can take (default 1 for a usable bid). */
+  offered?: number;
 }
 
 /** The lease as the KV watch shows it: who holds it and at which revision (the fencing token). */
 export interface ObservedLease {
   winner_id: string;
   revision: number;
+  /** Replicas the lease grants (default 1). */
+  granted?: number;
+  /** The award this revision belongs to (default: this revision, i.e. a fresh award). */
+  fencing_token?: number;
 }
 
 export type NodeEventStatus = "deployed" | "failed" | "removed" | "preempted";
@@ -35,10 +43,12 @@ export type NodeEventStatus = "deployed" | "failed" | "removed" | "preempted";
 export type MachineInput =
   | { type: "bid"; bid: LeaseBid; nowMs: number }
   | { type: "tick"; nowMs: number }
-  | { type: "awardResult"; result: AwardResult; nowMs: number }
-  | { type: "leaseObserved"; lease: ObservedLease; nowMs: number }
-  | { type: "leaseDeleted"; nowMs: number }
-  | { type: "nodeEvent"; status: NodeEventStatus; node_id: string; nowMs: number }
+  /** `first`: the share the award was for (default 0, the task's own key). */
+  | { type: "awardResult"; result: AwardResult; first?: number; nowMs: number }
+  | { type: "leaseObserved"; lease: ObservedLease; first?: number; nowMs: number }
+  | { type: "leaseDeleted"; first?: number; nowMs: number }
+  /** `fencing_token`: the award the node speaks about; without it, the node's first lease of the task. */
+  | { type: "nodeEvent"; status: NodeEventStatus; node_id: string; fencing_token?: number; nowMs: number }
   | { type: "task"; task: LeaseTask; expectedBids?: number; nowMs: number };
 
 /** What the I/O layer reports after trying the KV create / CAS update of an award. */
@@ -65,8 +75,11 @@ export interface KeeperEvent {
 }
 
 export type KeeperAction =
-  /** KV create when prevRevision is null, else update expecting prevRevision; then notify the winner. */
-  | { type: "award"; bid: LeaseBid; prevRevision: number | null }
+  /**
+   * KV create when prevRevision is null, else update expecting prevRevision; then notify the winner.
+   * A batch share names its replicas: `granted` of them from `first` (absent for a single-replica task).
+   */
+  | { type: "award"; bid: LeaseBid; prevRevision: number | null; first?: number; granted?: number }
   | { type: "emit"; event: KeeperEvent }
   /** Publish the task again with this attempt number (fresh bids). */
   | { type: "republish"; attempt: number }

@@ -12,6 +12,8 @@ export interface BidDecision {
   reasons: string[];
   /** Set only on a preempting bid (fit false, victims of strictly lower priority). */
   victims?: Victim[];
+  /** The victims' ledger keys, in the same order (a batch pod's task id is not unique on a node). */
+  victimKeys?: string[];
 }
 
 export function toVictim(p: PodOnNode): Victim {
@@ -37,7 +39,13 @@ export function evaluateTask(
     const victims = planPreemption(task, node);
     if (victims !== null && victims.length > 0) {
       const score = scoreTask(task, withoutPods(node, victims), weights).score;
-      return { fit: false, score, reasons, victims: victims.map(toVictim) };
+      return {
+        fit: false,
+        score,
+        reasons,
+        victims: victims.map(toVictim),
+        victimKeys: victims.map((v) => v.key ?? v.task_id),
+      };
     }
   }
   return { fit: false, score: 0, reasons };

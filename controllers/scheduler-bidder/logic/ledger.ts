@@ -9,9 +9,14 @@
 // victims are removed and the task charges in full, which fits because
 // request <= victims + excess. On loss the victims simply stay. The I/O layer
 // must evict the victims before it starts the preempting pod.
+//
+// Batches (DESIGN §3.6): a bid for many replicas reserves as many as fit under
+// the task id in one entry; each award of a share turns part of it into one
+// bound entry per pod (key `<task id>/<replica>`), the rest stays reserved for
+// another share of the same bid until its hold runs out.
 import { evaluateTask, toVictim } from "./bid.js";
 import type { BidDecision, EvaluateOptions } from "./bid.js";
-import { checkFit, reasonStrings } from "./fit.js";
+import { PARENT_LABEL, checkFit, reasonStrings, selectorMatches } from "./fit.js";
 import type { NodeView, PlacementTask, PodOnNode, PortRequest, Resources, Taint, Victim } from "./types.js";
 
 export interface LedgerNode {
@@ -37,6 +42,7 @@ export interface PodMeta {
 type EntryState = "reserved" | "bound";
 
 interface Entry {
+  key: string;
   task_id: string;
   ns: string;
   parent: string;
@@ -55,6 +61,32 @@ interface Entry {
 
 export type ReserveResult = { ok: true } | { ok: false; reasons: string[] };
 export type BindResult = { ok: true; evict: Victim[] } | { ok: false; reason: string };
+
+/** What a node answers to a batch: how many replicas it takes now, and its score for them. */
+export interface BatchBidDecision {
+  fit: boolean;
+  /** Replicas reserved for this bid (0 when it does not fit). */
+  offered: number;
+  score: number;
+  reasons: string[];
+}
+
+/** One pod of an awarded share: its ledger key and name. */
+export interface SharePod {
+  key: string;
+  pod: string;
+}
+
+export type BindShareResult = { ok: true } | { ok: false; reasons: string[] };
+
+/** The ledger key of one replica of a batch. */
+export function replicaKey(taskId: string, replica: number): string {
+  return `${taskId}/${replica}`;
+}
+
+function times(r: Resources, n: number): Resources {
+  return { cpu_millis: r.cpu_millis * n, memory_bytes: r.memory_bytes * n, pods: r.pods * n };
+}
 
 function requestOf(task: PlacementTask): Resources {
   return { cpu_millis: task.reqs.cpu_millis, memory_bytes: task.reqs.memory_bytes, pods: 1 };
@@ -131,7 +163,7 @@ export class CapacityLedger {
     }
     const decision = this.evaluate(task, options);
     if (decision.fit || decision.victims !== undefined) {
-      const victims = (decision.victims ?? []).map((v) => v.task_id);
+      const victims = decision.victimKeys ?? (decision.victims ?? []).map((v) => v.task_id);
       const reserved = this.reserve(task, nowMs, meta, victims);
       if (!reserved.ok) return { fit: false, score: 0, reasons: reserved.reasons };
     }
@@ -170,6 +202,7 @@ export class CapacityLedger {
     const charge = victims.length > 0 ? sub0(request, victimCharge) : request;
     for (const v of victims) v.earmarkedBy = task.task_id;
     this.entries.set(task.task_id, {
+      key: task.task_id,
       task_id: task.task_id,
       ns: task.ns,
       parent: task.parent,
@@ -180,7 +213,7 @@ export class CapacityLedger {
       request,
       charge,
       state: "reserved",
-      victims: victims.map((v) => v.task_id),
+      victims: victims.map((v) => v.key),
       earmarkedBy: null,
       addedAtMs: nowMs,
       expiresAtMs: nowMs + this.bidHoldMs,
@@ -209,11 +242,128 @@ export class CapacityLedger {
   }
 
   /**
+   * How many of `wanted` replicas of a batch fit now (no preemption), reserved
+   * under the task id until the hold runs out. Host ports, or an anti-affinity
+   * that matches the replicas' own labels, allow one replica per node.
+   */
+  bidBatch(
+    task: PlacementTask,
+    wanted: number,
+    nowMs: number,
+    meta: PodMeta = {},
+    options?: EvaluateOptions,
+  ): BatchBidDecision {
+    // A republished attempt voids the last one's offer: bid afresh.
+    if (this.entries.get(task.task_id)?.state === "reserved") this.release(task.task_id);
+    const one = this.evaluate(task, { ...options, preemption: false });
+    if (!one.fit) return { fit: false, offered: 0, score: 0, reasons: one.reasons };
+    const n = Math.min(wanted, this.roomFor(task, meta));
+    if (n < 1) return { fit: false, offered: 0, score: 0, reasons: ["TooManyPods: no room left"] };
+    const request = times(requestOf(task), n);
+    this.entries.set(task.task_id, {
+      key: task.task_id,
+      task_id: task.task_id,
+      ns: task.ns,
+      parent: task.parent,
+      pod: meta.pod ?? task.task_id,
+      priority: task.priority,
+      labels: { ...(meta.labels ?? {}) },
+      ports: task.reqs.ports.map((p) => ({ ...p })),
+      request,
+      charge: request,
+      state: "reserved",
+      victims: [],
+      earmarkedBy: null,
+      addedAtMs: nowMs,
+      expiresAtMs: nowMs + this.bidHoldMs,
+    });
+    return { fit: true, offered: n, score: one.score, reasons: [] };
+  }
+
+  /**
+   * A share was awarded: its pods become bound entries, charged from the
+   * task's reservation first and from free room for the rest. Refuses (and
+   * changes nothing) when they do not all fit.
+   */
+  bindShare(
+    task: PlacementTask,
+    pods: readonly SharePod[],
+    nowMs: number,
+    meta: PodMeta = {},
+  ): BindShareResult {
+    if (pods.length === 0) return { ok: true };
+    const per = requestOf(task);
+    const reservation = this.entries.get(task.task_id);
+    const reserved = reservation !== undefined && reservation.state === "reserved" ? reservation : undefined;
+    const fromHold = reserved !== undefined ? Math.min(pods.length, reserved.request.pods) : 0;
+    const extra = times(per, pods.length - fromHold);
+    const used = this.used();
+    const after = add(used, extra);
+    const reasons: string[] = [];
+    if (after.cpu_millis > this.node.allocatable.cpu_millis)
+      reasons.push(`InsufficientCPU: the share needs ${extra.cpu_millis}m more cpu than is free`);
+    if (after.memory_bytes > this.node.allocatable.memory_bytes)
+      reasons.push(`InsufficientMemory: the share needs ${extra.memory_bytes} more bytes than are free`);
+    if (after.pods > this.node.allocatable.pods)
+      reasons.push(`TooManyPods: the share needs ${extra.pods} more pod slots than are free`);
+    for (const p of pods) {
+      if (this.entries.has(p.key)) reasons.push(`InvalidRequest: ${p.key} is already on this node`);
+    }
+    if (reasons.length > 0) return { ok: false, reasons };
+    if (reserved !== undefined) {
+      const left = reserved.request.pods - fromHold;
+      if (left <= 0) this.entries.delete(task.task_id);
+      else {
+        reserved.request = times(per, left);
+        reserved.charge = reserved.request;
+      }
+    }
+    for (const p of pods) {
+      this.entries.set(p.key, {
+        key: p.key,
+        task_id: task.task_id,
+        ns: task.ns,
+        parent: task.parent,
+        pod: p.pod,
+        priority: task.priority,
+        labels: { ...(meta.labels ?? {}) },
+        ports: task.reqs.ports.map((x) => ({ ...x })),
+        request: per,
+        charge: per,
+        state: "bound",
+        victims: [],
+        earmarkedBy: null,
+        addedAtMs: nowMs,
+        expiresAtMs: null,
+      });
+    }
+    return { ok: true };
+  }
+
+  /** Replicas of `task` that fit in the free room (at most one with host ports or a self-matching anti-affinity). */
+  private roomFor(task: PlacementTask, meta: PodMeta): number {
+    const used = this.used();
+    const free = sub0(this.node.allocatable, used);
+    let n = free.pods;
+    if (task.reqs.cpu_millis > 0) n = Math.min(n, Math.floor(free.cpu_millis / task.reqs.cpu_millis));
+    if (task.reqs.memory_bytes > 0) n = Math.min(n, Math.floor(free.memory_bytes / task.reqs.memory_bytes));
+    const own = { ...(meta.labels ?? {}), [PARENT_LABEL]: task.parent };
+    if (
+      task.reqs.ports.length > 0 ||
+      (task.anti_affinity !== undefined && selectorMatches(task.anti_affinity, own))
+    )
+      n = Math.min(n, 1);
+    return Math.max(0, n);
+  }
+
+  /**
    * Record a pod that already runs (restart recovery). Returns false when it
    * does not fit the recorded capacity; it is recorded anyway, since it runs.
    */
   addRunning(
     pod: {
+      /** Ledger key (default the task id; a batch pod's is replicaKey()). */
+      key?: string;
       task_id: string;
       ns: string;
       parent: string;
@@ -234,7 +384,9 @@ export class CapacityLedger {
       after.cpu_millis <= this.node.allocatable.cpu_millis &&
       after.memory_bytes <= this.node.allocatable.memory_bytes &&
       after.pods <= this.node.allocatable.pods;
-    this.entries.set(pod.task_id, {
+    const key = pod.key ?? pod.task_id;
+    this.entries.set(key, {
+      key,
       task_id: pod.task_id,
       ns: pod.ns,
       parent: pod.parent,
@@ -280,8 +432,8 @@ export class CapacityLedger {
     const expired: string[] = [];
     for (const e of [...this.entries.values()]) {
       if (e.state === "reserved" && e.expiresAtMs !== null && e.expiresAtMs <= nowMs) {
-        this.release(e.task_id);
-        expired.push(e.task_id);
+        this.release(e.key);
+        expired.push(e.key);
       }
     }
     return expired;
@@ -311,12 +463,13 @@ export class CapacityLedger {
       holder.charge = wanted;
     } else {
       // The freed room was taken meanwhile: the preempting bid can no longer be honoured.
-      this.release(holder.task_id);
+      this.release(holder.key);
     }
   }
 
   private toPod(e: Entry): PodOnNode {
     return {
+      key: e.key,
       task_id: e.task_id,
       ns: e.ns,
       parent: e.parent,

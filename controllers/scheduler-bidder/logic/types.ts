@@ -64,6 +64,12 @@ export interface PlacementTask {
 
 /** A pod (running or reserved for a pending bid) as the node's ledger knows it. */
 export interface PodOnNode {
+  /**
+   * The ledger's key for this entry: the task id for a single-replica task's
+   * pod or reservation, `<task id>/<replica>` for one pod of a batch share.
+   * Absent means the task id.
+   */
+  key?: string;
   task_id: string;
   ns: string;
   parent: string;

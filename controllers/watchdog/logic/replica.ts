@@ -8,7 +8,9 @@
 // - the leader clones, one clone per missing replica, each behind a clone slot (README.md);
 // - surplus and rollout retirement: a replica retires itself when it ranks among
 //   the ones to go (newest first for surplus, oldest old-template first for a rollout);
-// - a dying replica hands its slot to its replacement and retires at once.
+// - a dying replica hands its slot to its replacement and retires at once;
+// - time this replica could not run (a gap between steps longer than the interval
+//   the driver promises) is not counted against its peers (pause credit).
 import { defaultSlotPrefix, effectiveStrategy, parseWatchdogOptions, slotKey } from "./options.js";
 import type { WatchdogOptions, WatchdogSettings } from "./options.js";
 import type {
@@ -101,6 +103,10 @@ export class WatchdogReplica {
   private readonly id: WatchdogIdentity;
   private readonly slotPrefix: string;
   private readonly startedMs: number;
+  /** No cloning before this (the startup grace, moved on by pauses). */
+  private graceEndsMs: number;
+  /** The newest input's time, for the pause credit. */
+  private lastStepMs: number;
   private phase: Phase = "running";
   private spec: WatchdogSpec | null | undefined = undefined;
   private specRevision = 0;
@@ -131,6 +137,8 @@ export class WatchdogReplica {
     this.id = { ...identity };
     this.slotPrefix = slotPrefix ?? defaultSlotPrefix(identity.ns, identity.parent);
     this.startedMs = nowMs;
+    this.graceEndsMs = nowMs + this.s.startupGraceMs;
+    this.lastStepMs = nowMs;
     this.nextHeartbeatMs = nowMs;
     this.nextPendingRenewMs = nowMs;
     if (identity.slot !== undefined) {
@@ -176,6 +184,7 @@ export class WatchdogReplica {
     if (this.phase === "retired") return [];
     const out: WatchdogAction[] = [];
     const now = input.nowMs;
+    this.creditPause(now);
     switch (input.type) {
       case "tick":
         break;
@@ -218,6 +227,25 @@ export class WatchdogReplica {
   }
 
   // ---- inputs ----
+
+  /**
+   * The driver steps this replica at least once per interval, so a longer gap
+   * between steps is time this process could not run (GC, CPU starvation or
+   * throttling, a frozen container). Heartbeats sent meanwhile are still unread;
+   * counting that time against peers would make a replica waking from a pause
+   * find everyone dead, lead alone and clone over live replicas (and its slot
+   * store would judge their slots expired). Its own slot is not credited: the
+   * store's TTL ran on for everyone else.
+   */
+  private creditPause(now: number): void {
+    const pausedMs = now - this.lastStepMs - this.s.intervalMs;
+    this.lastStepMs = Math.max(this.lastStepMs, now);
+    if (!(pausedMs > 0)) return;
+    for (const e of this.peers.values()) e.receivedMs += pausedMs;
+    for (const p of this.pending.values()) p.firstSeenMs += pausedMs;
+    if (this.newerSpecHint !== null) this.newerSpecHint.receivedMs += pausedMs;
+    this.graceEndsMs += pausedMs;
+  }
 
   private onHeartbeat(hb: WatchdogHeartbeat, now: number): void {
     if (hb.ns !== this.id.ns || hb.parent !== this.id.parent || hb.pod === this.id.pod) return;
@@ -519,7 +547,7 @@ export class WatchdogReplica {
 
   private leaderDuties(now: number, spec: WatchdogSpec, out: WatchdogAction[]): void {
     if (this.leader(now) !== this.id.pod) return;
-    if (now - this.startedMs < this.s.startupGraceMs) return;
+    if (now < this.graceEndsMs) return;
     if (now >= this.nextPendingRenewMs) {
       // Keep the slots of clones in flight alive until their pods renew them.
       this.nextPendingRenewMs = now + this.s.slotRenewMs;

@@ -1,0 +1,91 @@
+// A clone Task from the dispatch record (DESIGN §2, §4). The dispatcher is the
+// single source of the manifest a replica runs: it records, per generation,
+// the manifest ref(s) it stored and what its Tasks ask for, under
+// `dispatch.deployment.<ns>.<name>` in beemesh-objects. A watchdog copies them
+// instead of rendering the pod itself, so a clone names the very manifest the
+// dispatcher stored whatever render options the dispatcher runs with. Pure.
+import { parseTask, type Task } from "../../protocol/index.js";
+import type { DispatchRecord } from "../dispatcher/fanout/plan.js";
+import { parseDispatchRecord, recordKey } from "../dispatcher/fanout/ports.js";
+
+export class CloneSourceError extends Error {
+  override name = "CloneSourceError";
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(`watchdog: clone: ${message}`, options);
+  }
+}
+
+/** Key of a Deployment's dispatch record in beemesh-objects. */
+export function deploymentRecordKey(ns: string, name: string): string {
+  return recordKey({ kind: "Deployment", ns, name });
+}
+
+/** The record in a KV value; throws CloneSourceError when it is not one. */
+export function decodeDispatchRecord(value: Uint8Array): DispatchRecord {
+  let raw: unknown;
+  try {
+    raw = JSON.parse(new TextDecoder().decode(value));
+  } catch (err) {
+    throw new CloneSourceError("the dispatch record is not JSON", { cause: err });
+  }
+  const parsed = parseDispatchRecord(raw);
+  if (!parsed.ok) throw new CloneSourceError("the dispatch record is invalid", { cause: parsed.error });
+  return parsed.value;
+}
+
+export interface CloneRequest {
+  ns: string;
+  parent: string;
+  parentUid: string;
+  /** The template the replica logic wants cloned (the object's current one). */
+  templateHash: string;
+  taskId: string;
+  /** Extra hints (clone slot, who cloned). */
+  hints: Record<string, string>;
+  nonce: string;
+  ts: number;
+}
+
+/**
+ * The clone Task for `want` from the record of its Deployment, checked by the
+ * Task schema. Throws CloneSourceError when the record cannot say what to run:
+ * missing, of another instance of the name, written by a dispatcher that did
+ * not record its Tasks, or not yet at the wanted template (a rollout the
+ * dispatcher has not stored yet: cloning the old template would only be
+ * retired again).
+ */
+export function cloneTaskFrom(record: DispatchRecord | undefined, want: CloneRequest): Task {
+  if (record === undefined) throw new CloneSourceError(`no dispatch record for ${want.ns}/${want.parent}`);
+  if (record.kind !== "Deployment" || record.uid !== want.parentUid) {
+    throw new CloneSourceError(
+      `the dispatch record is for ${record.kind} uid ${record.uid}, not Deployment uid ${want.parentUid}`,
+    );
+  }
+  if (record.template_hash !== want.templateHash) {
+    throw new CloneSourceError(
+      `the dispatch record is at template ${record.template_hash}, the object at ${want.templateHash}`,
+    );
+  }
+  const manifest = record.manifests[0];
+  if (manifest === undefined || record.task === undefined) {
+    throw new CloneSourceError("the dispatch record names no manifest or task template");
+  }
+  const task: Task = {
+    ...record.task,
+    task_id: want.taskId,
+    kind: "Deployment",
+    ns: want.ns,
+    parent: want.parent,
+    parent_uid: want.parentUid,
+    generation: record.generation,
+    manifest_ref: { key: manifest.key, sha256: manifest.sha256 },
+    hints: { ...record.task.hints, ...want.hints },
+    attempt: 0,
+    origin: "clone",
+    nonce: want.nonce,
+    ts: want.ts,
+  };
+  const parsed = parseTask(task);
+  if (!parsed.ok) throw new CloneSourceError("the clone task is invalid", { cause: parsed.error });
+  return parsed.value;
+}
