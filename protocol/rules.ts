@@ -464,7 +464,11 @@ export const bidRules: Rule = (value, out, base) => {
       "a bid that fits evicts nobody; a preempting bid has `fit` false",
     );
   if (b.fit === false && !preempting && offered !== undefined && offered !== 0)
-    out.add([...base, "offered"], "FieldValueInvalid", "must be 0 when `fit` is false and no victims are named");
+    out.add(
+      [...base, "offered"],
+      "FieldValueInvalid",
+      "must be 0 when `fit` is false and no victims are named",
+    );
   if ((b.fit === true || preempting) && offered === 0) {
     out.add([...base, "offered"], "FieldValueInvalid", "must be at least 1 when the bid fits or preempts");
   }

@@ -36,12 +36,24 @@ export function createLogger(opts: LoggerOptions, base: Record<string, unknown> 
   const now = opts.now ?? (() => new Date());
   const emit = (level: LogLevel, msg: string, fields?: Record<string, unknown>) => {
     if (LEVELS[level] < min) return;
-    const rec = { ts: now().toISOString(), level, component: opts.component, msg, ...redact({ ...base, ...fields }) };
+    const rec = {
+      ts: now().toISOString(),
+      level,
+      component: opts.component,
+      msg,
+      ...redact({ ...base, ...fields }),
+    };
     let line: string;
     try {
       line = JSON.stringify(rec);
     } catch {
-      line = JSON.stringify({ ts: rec.ts, level, component: opts.component, msg, note: "unserializable fields" });
+      line = JSON.stringify({
+        ts: rec.ts,
+        level,
+        component: opts.component,
+        msg,
+        note: "unserializable fields",
+      });
     }
     write(line);
   };
@@ -57,6 +69,10 @@ export function createLogger(opts: LoggerOptions, base: Record<string, unknown> 
 /** A logger that keeps lines in memory, for tests that assert what was logged. */
 export function memoryLogger(component = "test"): Logger & { lines: Record<string, unknown>[] } {
   const lines: Record<string, unknown>[] = [];
-  const logger = createLogger({ component, level: "debug", write: (l) => lines.push(JSON.parse(l) as Record<string, unknown>) });
+  const logger = createLogger({
+    component,
+    level: "debug",
+    write: (l) => lines.push(JSON.parse(l) as Record<string, unknown>),
+  });
   return Object.assign(logger, { lines });
 }

@@ -120,7 +120,9 @@ export const workloadOfOwnParent: Authorizer = ({ principal, payload }) => {
  */
 export const keeperRepublish: Authorizer = allOf(controller("lease-keeper"), ({ payload }) => {
   const attempt =
-    typeof payload === "object" && payload !== null ? (payload as Record<string, unknown>)["attempt"] : undefined;
+    typeof payload === "object" && payload !== null
+      ? (payload as Record<string, unknown>)["attempt"]
+      : undefined;
   return typeof attempt === "number" && attempt >= 1
     ? ALLOW
     : deny(`a lease-keeper only republishes (attempt >= 1), got attempt=${String(attempt)}`);

@@ -208,7 +208,9 @@ export const PendingClone = Type.Object(
       pattern: "^[A-Za-z0-9]([-A-Za-z0-9.]*[A-Za-z0-9])?$",
       description: "who holds the slot: the clone's task id (ULID) or a pod name",
     }),
-    age_ms: NonNegativeInt({ description: "how long the sender has known it (relative, so skew does not matter)" }),
+    age_ms: NonNegativeInt({
+      description: "how long the sender has known it (relative, so skew does not matter)",
+    }),
   },
   { additionalProperties: false },
 );
@@ -230,8 +232,12 @@ export const Heartbeat = Type.Object(
     healthy: Type.Boolean(),
     ready: Type.Boolean(),
     task_id: Type.Optional(Ulid()),
-    started_at: TimestampMs({ description: "when the pod started (sender's clock); the newest retire first" }),
-    spec_revision: NonNegativeInt({ description: "KV revision of the Deployment object the sender has seen" }),
+    started_at: TimestampMs({
+      description: "when the pod started (sender's clock); the newest retire first",
+    }),
+    spec_revision: NonNegativeInt({
+      description: "KV revision of the Deployment object the sender has seen",
+    }),
     template_hash: Type.String({
       minLength: 1,
       maxLength: 128,

@@ -39,7 +39,9 @@ test("a deployed pod's sidecar knows its pod, node and task; nothing else change
       selector: { matchLabels: { app: "web" } },
       template: {
         metadata: { labels: { app: "web" } },
-        spec: { containers: [{ name: "app", image: "localhost/app:1", env: [{ name: "MODE", value: "x" }] }] },
+        spec: {
+          containers: [{ name: "app", image: "localhost/app:1", env: [{ name: "MODE", value: "x" }] }],
+        },
       },
     },
   });
@@ -59,7 +61,9 @@ test("a deployed pod's sidecar knows its pod, node and task; nothing else change
     BEEMESH_PARENT: "web",
   });
   // The app keeps the user's env; no socket directory without workload identity.
-  expect(spec.manifest.spec.containers.find((c) => c.name === "app")!.env).toEqual([{ name: "MODE", value: "x" }]);
+  expect(spec.manifest.spec.containers.find((c) => c.name === "app")!.env).toEqual([
+    { name: "MODE", value: "x" },
+  ]);
   expect(spec.manifest.spec.volumes?.find((v) => v.name === WORKLOAD_API_VOLUME)).toEqual({
     name: WORKLOAD_API_VOLUME,
     emptyDir: {},

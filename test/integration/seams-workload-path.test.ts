@@ -97,8 +97,7 @@ class PodRuntime implements Runtime {
     const sidecar = spec.manifest.spec.containers.find((c) => c.name === WATCHDOG_CONTAINER_NAME);
     const env = Object.fromEntries((sidecar?.env ?? []).map((e) => [e.name, e.value ?? ""]));
     const volume = (spec.manifest.spec.volumes ?? []).find((v) => v.name === "beemesh-workload-api") as
-      | { hostPath?: { path: string } }
-      | undefined;
+      { hostPath?: { path: string } } | undefined;
     const run: PodRun = {
       pod: spec.podName,
       node: this.nodeId,
@@ -109,7 +108,10 @@ class PodRuntime implements Runtime {
     };
     pods.set(spec.podName, run);
     const p = startWatchdog(run).catch((err: unknown) =>
-      logs.error("watchdog did not start", { pod: run.pod, err: err instanceof Error ? err.message : String(err) }),
+      logs.error("watchdog did not start", {
+        pod: run.pod,
+        err: err instanceof Error ? err.message : String(err),
+      }),
     );
     starting.add(p);
     void p.finally(() => starting.delete(p));
@@ -269,7 +271,11 @@ test("pods get their facts and sockets, the dispatcher counts their heartbeats, 
           metadata: { labels: { app: "web" } },
           spec: {
             containers: [
-              { name: "app", image: "localhost/app:1", resources: { requests: { cpu: "10m", memory: "16Mi" } } },
+              {
+                name: "app",
+                image: "localhost/app:1",
+                resources: { requests: { cpu: "10m", memory: "16Mi" } },
+              },
             ],
           },
         },
@@ -289,7 +295,9 @@ test("pods get their facts and sockets, the dispatcher counts their heartbeats, 
   ).catch(async (err: unknown) => {
     // What the mesh did instead, for the failure message.
     const did = events.map((e) => `${e.status}${e.details ? ` (${e.details})` : ""}`);
-    console.log(JSON.stringify({ status: await status(), pods: [...pods.keys()], events: did, logs: logs.lines }));
+    console.log(
+      JSON.stringify({ status: await status(), pods: [...pods.keys()], events: did, logs: logs.lines }),
+    );
     throw err;
   });
   expect(ready.replicas).toBeGreaterThanOrEqual(2);
@@ -377,6 +385,8 @@ test("pods get their facts and sockets, the dispatcher counts their heartbeats, 
   for (const run of livePods()) await expect(stat(run.socketDir)).resolves.toBeDefined();
 
   // No bus anywhere refused a message of this dotted-name workload as unauthorized.
-  expect(await counterValue(admin.registry, "beemesh_messages_rejected_total", { reason: "unauthorized" })).toBe(0);
+  expect(
+    await counterValue(admin.registry, "beemesh_messages_rejected_total", { reason: "unauthorized" }),
+  ).toBe(0);
   expect(events.some((e) => e.parent === NAME && e.status === "leased")).toBe(true);
 }, 90_000);

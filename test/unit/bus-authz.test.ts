@@ -467,11 +467,11 @@ describe("names with dots: the subject a sender builds is the one its receivers 
   test.each(names)("heartbeats and raft RPCs of %s", (name) => {
     const pod = `${name.replace(/\./g, "-")}-0`;
     const hb = { pod, node: "node-1", ns: "default", parent: name };
-    expect(allowed(`${td}/ns/default/deployment/${name}/${pod}`, "Heartbeat", s.watchdog("default", name), hb)).toBe(
-      true,
-    );
-    expect(allowed(`${td}/ns/default/statefulset/${name}/${pod}`, "AppendEntries", s.raft("default", name, 0), {})).toBe(
-      true,
-    );
+    expect(
+      allowed(`${td}/ns/default/deployment/${name}/${pod}`, "Heartbeat", s.watchdog("default", name), hb),
+    ).toBe(true);
+    expect(
+      allowed(`${td}/ns/default/statefulset/${name}/${pod}`, "AppendEntries", s.raft("default", name, 0), {}),
+    ).toBe(true);
   });
 });

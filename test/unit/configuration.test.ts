@@ -127,7 +127,9 @@ describe("what the deployments set is read", () => {
     const compose = loadAll(read("deploy/podman/compose.yaml"))[0] as {
       services: Record<string, { environment?: Record<string, string> }>;
     };
-    const set = Object.keys(compose.services[service]?.environment ?? {}).filter((n) => n.startsWith("BEEMESH_"));
+    const set = Object.keys(compose.services[service]?.environment ?? {}).filter((n) =>
+      n.startsWith("BEEMESH_"),
+    );
     expect(set.length).toBeGreaterThan(0);
     const reads = readBy(c);
     expect(set.filter((n) => !reads.has(n))).toEqual([]);
@@ -237,7 +239,9 @@ describe("the variables each controller reads", () => {
     expect(() => parseDispatcherConfig({ ...base, BEEMESH_SIDECAR_CPU: "20m" }, [])).toThrow(
       DispatcherConfigError,
     );
-    expect(() => parseDispatcherConfig({ ...base, BEEMESH_API_PORT: "http" }, [])).toThrow(/BEEMESH_API_PORT/);
+    expect(() => parseDispatcherConfig({ ...base, BEEMESH_API_PORT: "http" }, [])).toThrow(
+      /BEEMESH_API_PORT/,
+    );
   });
 
   it("the node agent reads its pods' Workload API settings with the shared parsers", () => {
@@ -258,9 +262,9 @@ describe("the variables each controller reads", () => {
       podAddressRange: "127.42.1.0/24",
       svidTtlMs: 600_000,
     });
-    expect(() => parseAgentEnv({ ...base, BEEMESH_CA_DIR: "/ca", BEEMESH_POD_ADDRESS_RANGE: "10.0.0.0/24" })).toThrow(
-      EnvError,
-    );
+    expect(() =>
+      parseAgentEnv({ ...base, BEEMESH_CA_DIR: "/ca", BEEMESH_POD_ADDRESS_RANGE: "10.0.0.0/24" }),
+    ).toThrow(EnvError);
     expect(() => parseAgentEnv({ ...base, BEEMESH_CA_DIR: "/ca", BEEMESH_WORKLOAD_SVID_TTL_S: "0" })).toThrow(
       /BEEMESH_WORKLOAD_SVID_TTL_S/,
     );

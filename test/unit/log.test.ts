@@ -5,7 +5,13 @@ describe("structured logger", () => {
     const log = memoryLogger("dispatcher");
     log.child({ node: "n1" }).info("bid sent", { task_id: "01ABC" });
     expect(log.lines).toHaveLength(1);
-    expect(log.lines[0]).toMatchObject({ level: "info", component: "dispatcher", msg: "bid sent", node: "n1", task_id: "01ABC" });
+    expect(log.lines[0]).toMatchObject({
+      level: "info",
+      component: "dispatcher",
+      msg: "bid sent",
+      node: "n1",
+      task_id: "01ABC",
+    });
   });
 
   it("never writes secrets, whatever the caller passes", () => {
