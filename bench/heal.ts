@@ -7,7 +7,7 @@
 //   - node loss: a node agent and all its pods vanish; heal = the same, per
 //     Deployment that had a pod there.
 // Then the footprint: one real watchdog process (built with tsc, started with
-// the command the dispatcher renders) idles for ~10 s beside a nats-server:
+// the command the dispatcher renders) idles for ~30 s beside a nats-server:
 // its VmRSS and CPU time from /proc, against the floors (60 MB, 1 %).
 // Node-loss rounds are spaced by the clone-slot TTL, so a lost pod's slot has
 // expired before the next loss and each heal is measured alone.
@@ -39,7 +39,7 @@ const { values: args } = parseArgs({
     deployments: { type: "string", default: "30" },
     replicas: { type: "string", default: "3" },
     nodes: { type: "string", default: "8" },
-    "idle-seconds": { type: "string", default: "10" },
+    "idle-seconds": { type: "string", default: "30" },
     "max-seconds": { type: "string", default: "900" },
     out: { type: "string", default: join(repo, "bench/results/heal.json") },
     /** Run one part only: crash, node-loss or idle (the other parts keep their previous results). */

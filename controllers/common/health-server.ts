@@ -1,5 +1,5 @@
 // Every controller serves /metrics (prom-client), /healthz and /readyz.
-import { createServer, type Server } from "node:http";
+import type { Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import { Registry, collectDefaultMetrics } from "prom-client";
 
@@ -26,6 +26,8 @@ export interface HealthServer {
 }
 
 export async function startHealthServer(opts: HealthServerOptions): Promise<HealthServer> {
+  // Not an ESM import of node:http: its export facade loads undici (~14 MB RSS) with it.
+  const { createServer } = process.getBuiltinModule("node:http");
   const server: Server = createServer((req, res) => {
     const path = (req.url ?? "/").split("?")[0];
     if (path === "/metrics") {

@@ -253,8 +253,8 @@ export class Watchdog {
   /** When the next probe is due (monotonic); null until probing starts. */
   private nextProbeMs: number | null = null;
   private probing = false;
-  /** The last input's time, to credit the slot store with time this process could not run. */
-  private lastFeedMs: number | null = null;
+  /** When the timer was set to fire (monotonic), to tell the logic how late it fired. */
+  private alarmAtMs: number | null = null;
   private readonly inflight = new Set<Promise<unknown>>();
   private stopped: Promise<void> | null = null;
 
@@ -400,20 +400,13 @@ export class Watchdog {
   private feed(input: WatchdogInput): void {
     const replica = this.replica;
     if (replica === null || this.phase !== "running") return;
-    this.creditPause(input.nowMs);
-    this.execute(replica.step(input));
-  }
-
-  /**
-   * The slot store must not count time this process could not run either (the
-   * replica logic credits its peers the same way): this driver feeds the logic
-   * at least once per interval, so a longer gap is a pause (GC, CPU starvation or
-   * throttling), and slot writes made meanwhile are still unread in the watch.
-   */
-  private creditPause(nowMs: number): void {
-    const last = this.lastFeedMs;
-    this.lastFeedMs = last === null ? nowMs : Math.max(last, nowMs);
-    if (last !== null) this.slots?.creditPause(nowMs - last - this.settings.intervalMs);
+    const credited = replica.pausedMs;
+    const actions = replica.step(input);
+    // Time the logic found this process behind its schedule (a pause, a starved
+    // loop) does not count toward slot expiry either: writes made meanwhile sit
+    // unread in the watch. Credited before the actions run, some of which are slot writes.
+    this.slots?.creditPause(replica.pausedMs - credited);
+    this.execute(actions);
   }
 
   /**
@@ -423,12 +416,15 @@ export class Watchdog {
    */
   private wake(): void {
     const now = this.clock.monotonic();
+    // How late the timer fired: the event loop's lag, which the logic credits (logic/replica.ts).
+    const lagMs = this.alarmAtMs !== null ? Math.max(0, now - this.alarmAtMs) : 0;
+    this.alarmAtMs = null;
     const health = this.health;
     if (health !== null && this.nextProbeMs !== null) {
       const slackMs = Math.min(health.periodMs, this.settings.intervalMs) / 4;
       if (now >= this.nextProbeMs - slackMs) void this.probeOnce();
     }
-    this.feed({ type: "tick", nowMs: now });
+    this.feed({ type: "tick", nowMs: now, lagMs });
   }
 
   private feedSpec(): void {
@@ -656,9 +652,10 @@ export class Watchdog {
     // Peers' TTLs expire between heartbeats; a tick per interval at least re-judges them.
     // A probe still running re-arms the timer when it answers.
     const probeAt = this.probing ? Infinity : (this.nextProbeMs ?? Infinity);
-    const at = Math.min(next ?? Infinity, now + this.settings.intervalMs, probeAt);
+    const at = Math.max(Math.min(next ?? Infinity, now + this.settings.intervalMs, probeAt), now + 1);
     this.tickAlarm.cancel();
-    this.tickAlarm.arm(Math.max(at, now + 1));
+    this.tickAlarm.arm(at);
+    this.alarmAtMs = at;
   }
 
   private sendHeartbeat(hb: WatchdogHeartbeat): void {

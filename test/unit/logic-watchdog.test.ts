@@ -676,6 +676,50 @@ describe("watchdog leader cloning", () => {
     expect(ofType(out, "acquireSlot")).toEqual([]);
   });
 
+  it("a new lower-named leader learns the clones the old leader has in flight", () => {
+    const spec = { ...SPEC, replicas: 4 };
+    const b = replica("b", { slot: 0, spec });
+    const d = hb("d", { slot: 1 });
+    const acquired = ofType(runWithPeers(b, [d], T0 + 100, T0 + 3100), "acquireSlot");
+    expect(acquired.map((x) => x.slot)).toEqual([2, 3]);
+    for (const x of acquired)
+      b.step({
+        type: "slotResult",
+        op: "acquire",
+        slot: x.slot,
+        claim: x.claim,
+        outcome: "granted",
+        nowMs: T0 + 3150,
+      });
+    // The clone of slot 3 starts as "a", the lowest name; the clone of slot 2 is still on its way.
+    const a = new WatchdogReplica(
+      identity("a", { slot: { index: 3, claim: acquired[1]?.claim ?? "" } }),
+      {},
+      { newClaim: () => "a-claim" },
+      T0 + 3200,
+    );
+    const fromA: WatchdogAction[] = [...a.start()];
+    a.step({ type: "spec", spec, revision: 1, nowMs: T0 + 3200 });
+    a.step({ type: "slotResult", op: "transfer", slot: 3, claim: "a", outcome: "granted", nowMs: T0 + 3210 });
+    const beats = (xs: WatchdogAction[]) => ofType(xs, "heartbeat").map((x) => ({ ...x.hb, ts: 0 }));
+    for (let t = T0 + 3250; t <= T0 + 9000; t += 250) {
+      // Each hears the other (and d) at once: b hears a before a hears b's next heartbeat.
+      const fromB = [
+        ...beats(fromA.splice(0)).flatMap((x) => b.step({ type: "heartbeat", hb: x, nowMs: t })),
+      ];
+      fromB.push(...b.step({ type: "tick", nowMs: t }));
+      for (const x of beats(fromB)) fromA.push(...a.step({ type: "heartbeat", hb: x, nowMs: t }));
+      if ((t - T0) % 1000 === 0) {
+        fromA.push(...a.step({ type: "heartbeat", hb: d, nowMs: t }));
+        b.step({ type: "heartbeat", hb: d, nowMs: t });
+      }
+      fromA.push(...a.step({ type: "tick", nowMs: t }));
+      expect(ofType(fromA, "acquireSlot")).toEqual([]);
+    }
+    expect(a.view(T0 + 9000).leader).toBe("a");
+    expect(a.view(T0 + 9000).pending).toEqual([2]);
+  });
+
   it("a follower never clones", () => {
     const h = replica("b", { slot: 1 });
     const out = runWithPeers(h, [hb("a", { slot: 0 })], T0 + 100, T0 + 6000);
@@ -715,6 +759,34 @@ describe("watchdog pauses (time this replica could not run)", () => {
     expect(ofType(later, "acquireSlot")).toEqual([
       { type: "acquireSlot", slot: 2, key: "default/web/slot-2", claim: "claim-1" },
     ]);
+  });
+
+  it("discounts the lag of its own timers: a starved loop reads heartbeats late", () => {
+    // The loop falls 3.5 s behind yet still handles a stale message now and then
+    // (so no gap between steps exceeds the interval); then the tick fires 3.5 s
+    // late, ahead of the heartbeats queued meanwhile. Its reported lag is credited.
+    const run = (lagMs: number | undefined) => {
+      const h = replica("a", { slot: 0 });
+      runWithPeers(h, peers, T0 + 100, T0 + 5100);
+      const other = hb("x", { parent: "other" });
+      h.step({ type: "heartbeat", hb: other, nowMs: T0 + 6300 });
+      h.step({ type: "heartbeat", hb: other, nowMs: T0 + 7500 });
+      const tick = h.step({ type: "tick", nowMs: T0 + 8600, ...(lagMs !== undefined ? { lagMs } : {}) });
+      const queued = peers.flatMap((p) => h.step({ type: "heartbeat", hb: p, nowMs: T0 + 8600 }));
+      return [...tick, ...queued];
+    };
+    expect(ofType(run(undefined), "acquireSlot").length).toBeGreaterThan(0); // the lag unreported
+    expect(ofType(run(3500), "acquireSlot")).toEqual([]);
+  });
+
+  it("reports what it credited, so the driver's slot store can credit the same", () => {
+    const h = replica("a", { slot: 0 });
+    runWithPeers(h, peers, T0 + 100, T0 + 5100);
+    expect(h.r.pausedMs).toBe(0);
+    h.step({ type: "tick", nowMs: T0 + 9100 }); // 4 s without a step: 3 s over the interval
+    expect(h.r.pausedMs).toBe(2750); // less the quarter interval of timer noise
+    h.step({ type: "tick", nowMs: T0 + 9200, lagMs: 3000 }); // the same lag, reported again
+    expect(h.r.pausedMs).toBe(2850); // only the 100 ms not credited yet
   });
 
   it("does not spend the startup grace while it could not run", () => {

@@ -9,8 +9,9 @@
 // - surplus and rollout retirement: a replica retires itself when it ranks among
 //   the ones to go (newest first for surplus, oldest old-template first for a rollout);
 // - a dying replica hands its slot to its replacement and retires at once;
-// - time this replica could not run (a gap between steps longer than the interval
-//   the driver promises) is not counted against its peers (pause credit).
+// - time this replica ran behind its own schedule (a tick later than it asked
+//   for, a gap between steps longer than the interval the driver promises) is
+//   not counted against its peers (pause credit, a local-health awareness).
 import { defaultSlotPrefix, effectiveStrategy, parseWatchdogOptions, slotKey } from "./options.js";
 import type { WatchdogOptions, WatchdogSettings } from "./options.js";
 import type {
@@ -107,6 +108,9 @@ export class WatchdogReplica {
   private graceEndsMs: number;
   /** The newest input's time, for the pause credit. */
   private lastStepMs: number;
+  private creditedMs = 0;
+  /** Lateness up to here is already credited. */
+  private creditedUntilMs = -Infinity;
   private phase: Phase = "running";
   private spec: WatchdogSpec | null | undefined = undefined;
   private specRevision = 0;
@@ -175,7 +179,10 @@ export class WatchdogReplica {
   nextWakeMs(): number | null {
     if (this.phase === "retired") return null;
     let next = this.nextHeartbeatMs;
-    if (this.own.kind === "held") next = Math.min(next, this.own.nextRenewMs);
+    // A renewal still awaiting its answer cannot be sent again yet: asking for a
+    // wake at its (past) due time would make the driver spin until the answer.
+    if (this.own.kind === "held" && this.own.renewSentMs === null)
+      next = Math.min(next, this.own.nextRenewMs);
     if (this.own.kind === "adopting" && this.own.sentMs === null) next = Math.min(next, this.own.retryAtMs);
     return next;
   }
@@ -184,7 +191,7 @@ export class WatchdogReplica {
     if (this.phase === "retired") return [];
     const out: WatchdogAction[] = [];
     const now = input.nowMs;
-    this.creditPause(now);
+    this.creditPause(input);
     switch (input.type) {
       case "tick":
         break;
@@ -229,18 +236,36 @@ export class WatchdogReplica {
   // ---- inputs ----
 
   /**
-   * The driver steps this replica at least once per interval, so a longer gap
-   * between steps is time this process could not run (GC, CPU starvation or
-   * throttling, a frozen container). Heartbeats sent meanwhile are still unread;
-   * counting that time against peers would make a replica waking from a pause
-   * find everyone dead, lead alone and clone over live replicas (and its slot
-   * store would judge their slots expired). Its own slot is not credited: the
-   * store's TTL ran on for everyone else.
+   * Time credited so far as pauses (see creditPause); the driver credits its
+   * slot store with the same amounts, so both judge expiry alike.
    */
-  private creditPause(now: number): void {
-    const pausedMs = now - this.lastStepMs - this.s.intervalMs;
+  get pausedMs(): number {
+    return this.creditedMs;
+  }
+
+  /**
+   * Time this process ran behind its own schedule does not count against its
+   * peers. Evidence: no step for longer than the interval the driver promises
+   * to tick at (the process could not run: GC, a frozen container), or a tick
+   * whose timer fired late (event-loop lag: CPU starvation or throttling).
+   * Heartbeats sent meanwhile sit unread; counting that time would make a
+   * replica waking from a pause find everyone dead, lead alone and clone over
+   * live replicas (its slot store would judge their slots expired too).
+   * Lateness within a quarter interval is timer noise. Its own slot is not
+   * credited: the store's TTL ran on for everyone else.
+   */
+  private creditPause(input: WatchdogInput): void {
+    const now = input.nowMs;
+    const behindMs = Math.max(
+      now - (this.lastStepMs + this.s.intervalMs),
+      input.type === "tick" ? (input.lagMs ?? 0) : 0,
+    );
+    const fromMs = Math.max(now - behindMs + this.s.intervalMs / 4, this.creditedUntilMs);
+    const pausedMs = now - fromMs;
     this.lastStepMs = Math.max(this.lastStepMs, now);
     if (!(pausedMs > 0)) return;
+    this.creditedUntilMs = now;
+    this.creditedMs += pausedMs;
     for (const e of this.peers.values()) e.receivedMs += pausedMs;
     for (const p of this.pending.values()) p.firstSeenMs += pausedMs;
     if (this.newerSpecHint !== null) this.newerSpecHint.receivedMs += pausedMs;
@@ -691,7 +716,10 @@ export class WatchdogReplica {
   }
 
   private heartbeat(now: number, retiring: boolean): Omit<WatchdogHeartbeat, "ts"> {
-    const shareP = retiring || this.leader(now) === this.id.pod;
+    // Every replica passes on the clones it knows to be in flight, not only the
+    // leader: a new lower-named replica becomes leader as soon as the old one
+    // hears it, and must not clone again what the old leader already cloned.
+    const shareP = retiring || this.pending.size > 0;
     return {
       pod: this.id.pod,
       node: this.id.node,

@@ -70,7 +70,11 @@ export type SlotOp = "acquire" | "renew" | "transfer";
 export type SlotOutcome = "granted" | "denied" | "unreachable";
 
 export type WatchdogInput =
-  | { type: "tick"; nowMs: number }
+  /**
+   * Time passes. `lagMs`: how late the driver's timer fired (event-loop lag),
+   * time this process ran behind its schedule; see WatchdogReplica's pause credit.
+   */
+  | { type: "tick"; nowMs: number; lagMs?: number }
   | { type: "heartbeat"; hb: WatchdogHeartbeat; nowMs: number }
   /** The Deployment as the KV watch shows it; null once deleted. `revision` is its KV revision. */
   | { type: "spec"; spec: WatchdogSpec | null; revision: number; nowMs: number }
