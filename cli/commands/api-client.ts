@@ -362,3 +362,11 @@ export const API_OPTIONS = {
     description: "kubeconfig context (default its current-context)",
   },
 } as const;
+
+/** -n NS, for the commands that act in one namespace. */
+export const NAMESPACE_OPTION = {
+  type: "string",
+  short: "n",
+  placeholder: "NS",
+  description: "namespace (default the context's)",
+} as const;

@@ -5,7 +5,14 @@ import { readFile } from "node:fs/promises";
 import { resolve } from "node:path";
 import { dump as dumpYaml, loadAll as loadAllYaml } from "js-yaml";
 import { API_VERSION, GROUP, RESOURCES, VERSION, parseWorkload } from "../../protocol/index.js";
-import { API_OPTIONS, ApiClient, ApiStatusError, kubeconfigPath, loadKubeconfig } from "./api-client.js";
+import {
+  API_OPTIONS,
+  NAMESPACE_OPTION,
+  ApiClient,
+  ApiStatusError,
+  kubeconfigPath,
+  loadKubeconfig,
+} from "./api-client.js";
 import {
   CliError,
   EXIT,
@@ -17,6 +24,7 @@ import {
   stringsOpt,
   type CliContext,
   type Command,
+  type OptionSpec,
   type ParsedValues,
 } from "./common.js";
 import { formatTable } from "./table.js";
@@ -148,12 +156,7 @@ export const get: Command = {
   usage: "get bmd|bmss [NAME] [-n NS | -A] [-o yaml|json|wide|name]",
   positionals: "TYPE [NAME...] | TYPE/NAME...",
   options: {
-    namespace: {
-      type: "string",
-      short: "n",
-      placeholder: "NS",
-      description: "namespace (default the context's)",
-    },
+    namespace: NAMESPACE_OPTION,
     "all-namespaces": { type: "boolean", short: "A", description: "list across all namespaces" },
     output: { type: "string", short: "o", placeholder: "FORMAT", description: "yaml, json, wide or name" },
     ...API_OPTIONS,
@@ -276,19 +279,18 @@ async function readManifestFiles(
 
 export const FIELD_MANAGER = "beemeshctl";
 
+/** -f FILE, repeatable (- is stdin). */
+function filenameOption(description: string): OptionSpec {
+  return { type: "string", short: "f", multiple: true, placeholder: "FILE", description };
+}
+
 export const apply: Command = {
   path: ["apply"],
   summary: "Create or update objects from YAML files (server-side apply)",
   usage: "apply -f FILE [-f FILE]... [-n NS] [--force-conflicts] [--dry-run]",
   details: "FILE may be - for stdin; a file may hold several documents. Field manager: beemeshctl.",
   options: {
-    filename: {
-      type: "string",
-      short: "f",
-      multiple: true,
-      placeholder: "FILE",
-      description: "manifest file",
-    },
+    filename: filenameOption("manifest file"),
     namespace: {
       type: "string",
       short: "n",
@@ -329,19 +331,8 @@ export const del: Command = {
   usage: "delete (bmd|bmss NAME... | TYPE/NAME... | -f FILE) [-n NS] [--ignore-not-found]",
   positionals: "TYPE NAME... | TYPE/NAME...",
   options: {
-    filename: {
-      type: "string",
-      short: "f",
-      multiple: true,
-      placeholder: "FILE",
-      description: "delete the objects in this file",
-    },
-    namespace: {
-      type: "string",
-      short: "n",
-      placeholder: "NS",
-      description: "namespace (default the context's)",
-    },
+    filename: filenameOption("delete the objects in this file"),
+    namespace: NAMESPACE_OPTION,
     "ignore-not-found": { type: "boolean", description: "treat a missing object as deleted" },
     ...API_OPTIONS,
   },

@@ -2,7 +2,7 @@
 // prints kubectl-style progress until the dispatcher's status says the
 // current generation is observed and every replica is updated and ready.
 import { GROUP } from "../../protocol/index.js";
-import { API_OPTIONS, statusObjectError } from "./api-client.js";
+import { API_OPTIONS, NAMESPACE_OPTION, statusObjectError } from "./api-client.js";
 import { CliError, EXIT, UsageError, durationOpt, formatDuration, type Command } from "./common.js";
 import { apiSession, collectionPath, itemPath, parseResourceArgs, type ResourceType } from "./resources.js";
 
@@ -73,12 +73,7 @@ export const rolloutStatusCommand: Command = {
   details: "Exit codes: 0 rolled out; 1 timed out, deleted, or refused by the server.",
   positionals: "TYPE/NAME | TYPE NAME",
   options: {
-    namespace: {
-      type: "string",
-      short: "n",
-      placeholder: "NS",
-      description: "namespace (default the context's)",
-    },
+    namespace: NAMESPACE_OPTION,
     timeout: {
       type: "string",
       placeholder: "DURATION",

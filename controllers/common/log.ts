@@ -66,6 +66,20 @@ export function createLogger(opts: LoggerOptions, base: Record<string, unknown> 
   };
 }
 
+/** An error as one log field: `Name: message`, or the thrown value as text. */
+export function errorText(err: unknown): string {
+  return err instanceof Error ? `${err.name}: ${err.message}` : String(err);
+}
+
+/** Drops everything: the default of drivers constructed without a logger. */
+export const silentLogger: Logger = {
+  debug: () => undefined,
+  info: () => undefined,
+  warn: () => undefined,
+  error: () => undefined,
+  child: () => silentLogger,
+};
+
 /** A logger that keeps lines in memory, for tests that assert what was logged. */
 export function memoryLogger(component = "test"): Logger & { lines: Record<string, unknown>[] } {
   const lines: Record<string, unknown>[] = [];

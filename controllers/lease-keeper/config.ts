@@ -1,17 +1,10 @@
 // The lease-keeper's settings from its environment (read in main only;
 // every variable, default and meaning: docs/configuration.md).
-import { envBool, envInt, envList, envLogLevel, envString, type Env } from "../common/env.js";
-import type { LogLevel } from "../common/log.js";
+import { envBool, envInt, type Env } from "../common/env.js";
+import { parseProcessSettings, type ProcessSettings } from "../common/process-settings.js";
 import type { LeaseKeeperOptions as LogicOptions } from "./logic/index.js";
 
-export interface KeeperConfig {
-  natsUrls: string[];
-  svidDir: string;
-  trustDomain: string;
-  prefix: string;
-  healthPort: number;
-  healthHost: string;
-  logLevel: LogLevel;
+export interface KeeperConfig extends ProcessSettings {
   logic: LogicOptions;
   earlyClose: boolean;
   /** Create streams and buckets when missing (needs the right; otherwise waits for them). */
@@ -20,13 +13,7 @@ export interface KeeperConfig {
 
 export function parseKeeperEnv(env: Env): KeeperConfig {
   return {
-    natsUrls: envList(env, "BEEMESH_NATS_URL", ["tls://127.0.0.1:4222"]),
-    svidDir: envString(env, "BEEMESH_SVID_DIR"),
-    trustDomain: envString(env, "BEEMESH_TRUST_DOMAIN", "beemesh.local"),
-    prefix: envString(env, "BEEMESH_PREFIX", "beemesh"),
-    healthPort: envInt(env, "BEEMESH_HEALTH_PORT", 9102, { min: 0, max: 65535 }),
-    healthHost: envString(env, "BEEMESH_HEALTH_HOST", "127.0.0.1"),
-    logLevel: envLogLevel(env),
+    ...parseProcessSettings(env, 9102),
     logic: {
       windowMs: envInt(env, "BEEMESH_WINDOW_MS", 250, { min: 1, max: 60_000 }),
       windowJitterMs: envInt(env, "BEEMESH_WINDOW_JITTER_MS", 100, { min: 0, max: 60_000 }),

@@ -32,7 +32,8 @@ import {
 } from "../../protocol/index.js";
 import { newNonce, type Bus, type MessageSpec, type Received } from "../../protocol/bus/index.js";
 import { Alarm, systemClock, type ControllerClock } from "../common/clock.js";
-import type { Logger } from "../common/log.js";
+import { errorText, silentLogger, type Logger } from "../common/log.js";
+import { MinHeap } from "../common/min-heap.js";
 import {
   TASK_LEASES_FILTER,
   decodeLeaseEntry,
@@ -77,50 +78,6 @@ export interface LeaseKeeperOptions {
   nodeStaleMs?: number;
   /** Ticks are coalesced to at most one per this many ms (default 5). */
   tickGranularityMs?: number;
-}
-
-// ------------------------------------------------------------ wake heap ---
-
-/** Min-heap of wake times; stale entries only cost a spare tick. */
-class WakeHeap {
-  private readonly a: number[] = [];
-  get size(): number {
-    return this.a.length;
-  }
-  peek(): number | undefined {
-    return this.a[0];
-  }
-  push(v: number): void {
-    const a = this.a;
-    a.push(v);
-    let i = a.length - 1;
-    while (i > 0) {
-      const p = (i - 1) >> 1;
-      if (a[p]! <= a[i]!) break;
-      [a[p], a[i]] = [a[i]!, a[p]!];
-      i = p;
-    }
-  }
-  pop(): number | undefined {
-    const a = this.a;
-    const top = a[0];
-    const last = a.pop();
-    if (a.length > 0 && last !== undefined) {
-      a[0] = last;
-      let i = 0;
-      for (;;) {
-        const l = 2 * i + 1;
-        const r = l + 1;
-        let m = i;
-        if (l < a.length && a[l]! < a[m]!) m = l;
-        if (r < a.length && a[r]! < a[m]!) m = r;
-        if (m === i) break;
-        [a[m], a[i]] = [a[i]!, a[m]!];
-        i = m;
-      }
-    }
-    return top;
-  }
 }
 
 // -------------------------------------------------------------- metrics ---
@@ -170,17 +127,6 @@ function keeperMetrics(registry: Registry, active: () => number): KeeperMetrics 
   };
 }
 
-const silentLogger: Logger = {
-  debug: () => undefined,
-  info: () => undefined,
-  warn: () => undefined,
-  error: () => undefined,
-  child: () => silentLogger,
-};
-
-const errorText = (err: unknown): string =>
-  err instanceof Error ? `${err.name}: ${err.message}` : String(err);
-
 const NODE_STATUSES = new Set(["deployed", "failed", "removed", "preempted"]);
 
 interface TaskEntry {
@@ -210,7 +156,8 @@ export class LeaseKeeper {
   private readonly tasks = new Map<string, TaskEntry>();
   private readonly nodes = new Map<string, NodeEntry>();
   private readonly probers = new Map<number, number>();
-  private readonly wakes = new WakeHeap();
+  /** Wake times; stale entries only cost a spare tick. */
+  private readonly wakes = new MinHeap<number>((x, y) => x < y);
   private readonly alarm: Alarm;
   private readonly stops: Array<() => void> = [];
   private readonly loops: Promise<void>[] = [];

@@ -44,7 +44,7 @@ import {
 } from "../../protocol/index.js";
 import { newNonce, type BusSubscription, type MessageSpec, type Received } from "../../protocol/bus/index.js";
 import { Alarm, systemClock, type ControllerClock } from "../common/clock.js";
-import type { Logger } from "../common/log.js";
+import { errorText, silentLogger, type Logger } from "../common/log.js";
 import {
   TASK_LEASE_PREFIX,
   decodeLeaseEntry,
@@ -384,9 +384,6 @@ function deferrable(reasons: readonly string[]): boolean {
   );
 }
 
-const errorText = (err: unknown): string =>
-  err instanceof Error ? `${err.name}: ${err.message}` : String(err);
-
 // ------------------------------------------------------------- metrics ---
 
 interface AgentMetrics {
@@ -428,14 +425,6 @@ function agentMetrics(registry: Registry): AgentMetrics {
     removals: counter(registry, "beemesh_agent_removals_total", "Pods removed, by reason", ["reason"]),
   };
 }
-
-const silentLogger: Logger = {
-  debug: () => undefined,
-  info: () => undefined,
-  warn: () => undefined,
-  error: () => undefined,
-  child: () => silentLogger,
-};
 
 // --------------------------------------------------------------- agent ---
 

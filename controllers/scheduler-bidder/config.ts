@@ -6,14 +6,12 @@ import {
   envCpuMillis,
   envInt,
   envLabels,
-  envList,
-  envLogLevel,
   envOptional,
   envString,
   envTaints,
   type Env,
 } from "../common/env.js";
-import type { LogLevel } from "../common/log.js";
+import { parseProcessSettings, type ProcessSettings } from "../common/process-settings.js";
 import type { Taint } from "../../protocol/index.js";
 import type { Resources } from "./logic/index.js";
 import {
@@ -25,19 +23,12 @@ import {
 
 export type RuntimeChoice = "podman" | "fake" | "kubernetes";
 
-export interface AgentConfig {
-  natsUrls: string[];
-  svidDir: string;
-  trustDomain: string;
-  prefix: string;
+export interface AgentConfig extends ProcessSettings {
   /** Undefined: taken from the SVID (/node/<nodeId>). */
   nodeId: string | undefined;
   runtime: RuntimeChoice;
   shards: number;
   probeK: number | "all";
-  healthPort: number;
-  healthHost: string;
-  logLevel: LogLevel;
   labels: Record<string, string>;
   taints: Taint[];
   capacity: Partial<Resources>;
@@ -100,17 +91,11 @@ export function parseAgentEnv(env: Env): AgentConfig {
     throw new EnvError("BEEMESH_NODE_ID", `must be a DNS-1123 label, got ${JSON.stringify(nodeId)}`);
   }
   return {
-    natsUrls: envList(env, "BEEMESH_NATS_URL", ["tls://127.0.0.1:4222"]),
-    svidDir: envString(env, "BEEMESH_SVID_DIR"),
-    trustDomain: envString(env, "BEEMESH_TRUST_DOMAIN", "beemesh.local"),
-    prefix: envString(env, "BEEMESH_PREFIX", "beemesh"),
+    ...parseProcessSettings(env, 9103),
     nodeId,
     runtime,
     shards,
     probeK,
-    healthPort: envInt(env, "BEEMESH_HEALTH_PORT", 9103, { min: 0, max: 65535 }),
-    healthHost: envString(env, "BEEMESH_HEALTH_HOST", "127.0.0.1"),
-    logLevel: envLogLevel(env),
     labels: envLabels(env, "BEEMESH_NODE_LABELS"),
     taints: envTaints(env, "BEEMESH_NODE_TAINTS"),
     capacity,

@@ -77,14 +77,16 @@ export interface NodeApiRequester {
 const fromNode = (nodeId: string) => (reply: { principal: { kind: string; nodeId?: string } }) =>
   reply.principal.kind === "node" && reply.principal.nodeId === nodeId;
 
-/** Asks a node agent to remove one pod; resolves with its verified reply. */
-export async function requestRemove(
+/** Asks one node agent on its `verb` subject; resolves with the reply that node signed. */
+async function requestNode(
   bus: NodeApiRequester,
   nodeId: string,
-  req: RemoveRequest,
-  timeoutMs = 30_000,
+  verb: "remove" | "logs",
+  type: string,
+  req: unknown,
+  timeoutMs: number,
 ): Promise<NodeReply> {
-  const r = await bus.request(subjects(bus.prefix).node(nodeId, "remove"), REMOVE_REQUEST_TYPE, req, {
+  const r = await bus.request(subjects(bus.prefix).node(nodeId, verb), type, req, {
     type: NODE_REPLY_TYPE,
     parse: parseNodeReply,
     timeoutMs,
@@ -93,17 +95,21 @@ export async function requestRemove(
   return r.payload;
 }
 
-export async function requestLogs(
+/** Asks a node agent to remove one pod; resolves with its verified reply. */
+export function requestRemove(
+  bus: NodeApiRequester,
+  nodeId: string,
+  req: RemoveRequest,
+  timeoutMs = 30_000,
+): Promise<NodeReply> {
+  return requestNode(bus, nodeId, "remove", REMOVE_REQUEST_TYPE, req, timeoutMs);
+}
+
+export function requestLogs(
   bus: NodeApiRequester,
   nodeId: string,
   req: LogsRequest,
   timeoutMs = 10_000,
 ): Promise<NodeReply> {
-  const r = await bus.request(subjects(bus.prefix).node(nodeId, "logs"), LOGS_REQUEST_TYPE, req, {
-    type: NODE_REPLY_TYPE,
-    parse: parseNodeReply,
-    timeoutMs,
-    authorizeReply: fromNode(nodeId),
-  });
-  return r.payload;
+  return requestNode(bus, nodeId, "logs", LOGS_REQUEST_TYPE, req, timeoutMs);
 }

@@ -24,10 +24,10 @@ async function settledAt(parent: string, n: number, timeoutMs = 15_000): Promise
   );
 }
 
-/** Holds `n` for `ms`: no clone and no retirement beyond it. */
-async function staysAt(parent: string, n: number, ms: number): Promise<void> {
+/** Holds `n` for the mesh's hold rounds of heartbeats: no clone and no retirement beyond it. */
+async function staysAt(parent: string, n: number): Promise<void> {
   mesh.mark();
-  await new Promise((r) => setTimeout(r, ms));
+  await mesh.heartbeatRounds(parent, mesh.holdRounds());
   expect(mesh.live(parent)).toHaveLength(n);
   expect(mesh.maxLiveSinceMark()).toBe(n);
 }
@@ -36,7 +36,7 @@ describe("watchdog healing", () => {
   it("places 5 replicas and keeps exactly 5", async () => {
     await mesh.deploy(sampleDeployment("web", 5, "uid-web-1"));
     await settledAt("web", 5);
-    await staysAt("web", 5, 2000);
+    await staysAt("web", 5);
   });
 
   it("kill 1 of 5 -> back to 5, with a new pod", async () => {
@@ -55,7 +55,7 @@ describe("watchdog healing", () => {
     console.log(`kill 1 of 5: healed in ${Math.round(performance.now() - t0)} ms`);
     expect(after.filter((p) => !before.includes(p))).toHaveLength(1);
     expect(mesh.maxLiveSinceMark()).toBeLessThanOrEqual(6);
-    await staysAt("web", 5, 1500);
+    await staysAt("web", 5);
   });
 
   it("kill 3 of 5 -> back to 5", async () => {
@@ -75,7 +75,7 @@ describe("watchdog healing", () => {
     console.log(`kill 3 of 5: healed in ${Math.round(performance.now() - t0)} ms`);
     expect(after.filter((p) => victims.includes(p))).toEqual([]);
     expect(mesh.maxLiveSinceMark()).toBeLessThanOrEqual(6);
-    await staysAt("web", 5, 1500);
+    await staysAt("web", 5);
   });
 
   it("an app crash is handed over at once: the dying pod clones its own replacement", async () => {
@@ -98,6 +98,6 @@ describe("watchdog healing", () => {
     // The replacement came from the dying pod's hand-over, not from a leader noticing a missing heartbeat.
     expect((await metric("beemesh_watchdog_clones_total")) - clonesBefore).toBe(1);
     expect(await metric("beemesh_watchdog_retires_total")).toBe(1);
-    await staysAt("web", 5, 1500);
+    await staysAt("web", 5);
   });
 });

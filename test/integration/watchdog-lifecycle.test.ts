@@ -28,9 +28,10 @@ function settled(n: number, template?: string) {
   };
 }
 
-async function holds(n: number, ms: number): Promise<void> {
+/** Holds `n` for the mesh's hold rounds of heartbeats: no clone and no retirement beyond it. */
+async function holds(n: number): Promise<void> {
   mesh.mark();
-  await new Promise((r) => setTimeout(r, ms));
+  await mesh.heartbeatRounds("web", mesh.holdRounds());
   expect(mesh.live("web")).toHaveLength(n);
   expect(mesh.maxLiveSinceMark()).toBe(n);
 }
@@ -43,7 +44,7 @@ it("scales 5 -> 10 -> 2 from the object in KV", async () => {
   await waitFor(settled(10), { timeoutMs: 20_000, what: "10 replicas" });
   // replicas + maxSurge slots bound the way up.
   expect(mesh.maxLiveSinceMark()).toBeLessThanOrEqual(11);
-  await holds(10, 1500);
+  await holds(10);
 
   const before = mesh.live("web");
   await mesh.update("web", (o) => {
@@ -51,7 +52,7 @@ it("scales 5 -> 10 -> 2 from the object in KV", async () => {
   });
   const after = await waitFor(settled(2), { timeoutMs: 20_000, what: "2 replicas" });
   expect(after.every((p) => before.includes(p))).toBe(true);
-  await holds(2, 1500);
+  await holds(2);
 
   await mesh.update("web", (o) => {
     o.spec.replicas = 5;

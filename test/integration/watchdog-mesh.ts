@@ -38,12 +38,17 @@ import {
   type LocalHealthFactory,
   type HealthVerdict,
 } from "../../controllers/watchdog/watchdog.js";
-import type { WatchdogHeartbeat, WatchdogOptions } from "../../controllers/watchdog/logic/index.js";
+import {
+  parseWatchdogOptions,
+  type WatchdogHeartbeat,
+  type WatchdogOptions,
+} from "../../controllers/watchdog/logic/index.js";
 import {
   BUCKETS,
   WATCHDOG_CONTAINER_NAME,
   kvKeys,
   parseBeemeshDeployment,
+  parseHeartbeat,
   parseTask,
   subjects,
   type BeemeshDeployment,
@@ -51,6 +56,7 @@ import {
 import { newNonce } from "../../protocol/bus/index.js";
 import { startNats, type NatsFixture } from "../helpers/nats-server.js";
 import { busAs, type TestBus } from "../helpers/bus.js";
+import { withTimeout } from "../helpers/wait.js";
 
 export const NS = "default";
 
@@ -496,6 +502,50 @@ export class WatchdogMesh {
   /** Every watchdog of a pod that still exists is running its loop. */
   watchdogsSettled(parent: string): boolean {
     return this.live(parent).every((p) => this.pods.get(p)?.watchdog?.status().phase === "running");
+  }
+
+  /**
+   * Heartbeat rounds a "stays at N" check observes: a peer is judged missing
+   * after ttlIntervals silent rounds, and twice that leaves time for a clone
+   * (or a retirement) it caused to show up in the runtimes.
+   */
+  holdRounds(): number {
+    return 2 * parseWatchdogOptions(this.opts.logic).ttlIntervals;
+  }
+
+  /**
+   * Resolves after `rounds` heartbeat rounds of `parent`, seen on the wire: a
+   * round ends once every pod of it whose watchdog is running has heartbeated
+   * since the round began, so each of them has ticked (and decided) at least
+   * `rounds` times. Rejects after timeoutMs (default: 4 intervals a round).
+   */
+  async heartbeatRounds(parent: string, rounds: number, timeoutMs?: number): Promise<void> {
+    const intervalMs = parseWatchdogOptions(this.opts.logic).intervalMs;
+    const sub = this.admin.bus.subscribe(subjects().watchdog(NS, parent), {
+      type: "Heartbeat",
+      parse: parseHeartbeat,
+    });
+    const running = () =>
+      this.live(parent).filter((p) => this.pods.get(p)?.watchdog?.status().phase === "running");
+    const counted = (async () => {
+      let done = 0;
+      let seen = new Set<string>();
+      for await (const m of sub) {
+        seen.add(m.payload.pod);
+        if (!running().every((p) => seen.has(p))) continue;
+        seen = new Set();
+        if (++done >= rounds) return;
+      }
+    })();
+    try {
+      await withTimeout(
+        counted,
+        timeoutMs ?? Math.max(5_000, 4 * rounds * intervalMs),
+        `${rounds} heartbeat rounds of ${parent}`,
+      );
+    } finally {
+      sub.unsubscribe();
+    }
   }
 
   // ------------------------------------------------------------ actions ---

@@ -22,17 +22,20 @@ const read = (path: string) => readFileSync(join(repo, path), "utf8");
 
 type Controller = "dispatcher" | "lease-keeper" | "scheduler-bidder" | "watchdog";
 
+/** The settings the lease-keeper and the node agent share (NATS, SVID, health, log level). */
+const PROCESS_SETTINGS = "controllers/common/process-settings.ts";
+
 /** Where each controller reads its environment. */
-const SOURCES: Record<Controller, string> = {
-  dispatcher: "controllers/dispatcher/main.ts",
-  "lease-keeper": "controllers/lease-keeper/config.ts",
-  "scheduler-bidder": "controllers/scheduler-bidder/config.ts",
-  watchdog: "controllers/watchdog/main.ts",
+const SOURCES: Record<Controller, string[]> = {
+  dispatcher: ["controllers/dispatcher/main.ts"],
+  "lease-keeper": ["controllers/lease-keeper/config.ts", PROCESS_SETTINGS],
+  "scheduler-bidder": ["controllers/scheduler-bidder/config.ts", PROCESS_SETTINGS],
+  watchdog: ["controllers/watchdog/main.ts"],
 };
 
-/** Variables a controller reads: the names quoted in its env file, and the log level every one reads by default. */
+/** Variables a controller reads: the names quoted in its env files, and the log level every one reads by default. */
 function readBy(c: Controller): Set<string> {
-  const names = [...read(SOURCES[c]).matchAll(/"(BEEMESH_[A-Z0-9_]+)"/g)].map((m) => m[1]!);
+  const names = SOURCES[c].flatMap((f) => [...read(f).matchAll(/"(BEEMESH_[A-Z0-9_]+)"/g)].map((m) => m[1]!));
   return new Set([...names, "BEEMESH_LOG_LEVEL"]);
 }
 

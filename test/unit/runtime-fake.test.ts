@@ -1,4 +1,4 @@
-import { ManualClock } from "../../controllers/scheduler-bidder/runtime/clock.js";
+import { ManualClock } from "../../controllers/common/clock.js";
 import { FakeRuntime, type PodEvent } from "../../controllers/scheduler-bidder/runtime/fake.js";
 import {
   DeployFailedError,

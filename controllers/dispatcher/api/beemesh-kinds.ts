@@ -27,6 +27,22 @@ function adapt(parse: (input: unknown) => Result<unknown>): (obj: unknown) => Va
   };
 }
 
+const IMAGES_COLUMN: PrinterColumn = {
+  name: "Images",
+  type: "string",
+  priority: 1,
+  jsonPath: ".spec.template.spec.containers[*].image",
+  description: "container images",
+};
+
+const SELECTOR_COLUMN: PrinterColumn = {
+  name: "Selector",
+  type: "string",
+  priority: 1,
+  jsonPath: ".status.selector",
+  description: "pods of this workload",
+};
+
 /** Shown by `kubectl get -o wide` when the CRD defines no priority-1 columns itself. */
 const WIDE_COLUMNS: Record<string, PrinterColumn[]> = {
   BeemeshDeployment: [
@@ -37,20 +53,8 @@ const WIDE_COLUMNS: Record<string, PrinterColumn[]> = {
       jsonPath: ".status.updatedReplicas",
       description: "replicas of the current generation",
     },
-    {
-      name: "Images",
-      type: "string",
-      priority: 1,
-      jsonPath: ".spec.template.spec.containers[*].image",
-      description: "container images",
-    },
-    {
-      name: "Selector",
-      type: "string",
-      priority: 1,
-      jsonPath: ".status.selector",
-      description: "pods of this workload",
-    },
+    IMAGES_COLUMN,
+    SELECTOR_COLUMN,
   ],
   BeemeshStatefulSet: [
     {
@@ -60,20 +64,8 @@ const WIDE_COLUMNS: Record<string, PrinterColumn[]> = {
       jsonPath: ".spec.serviceName",
       description: "network identity of the members",
     },
-    {
-      name: "Images",
-      type: "string",
-      priority: 1,
-      jsonPath: ".spec.template.spec.containers[*].image",
-      description: "container images",
-    },
-    {
-      name: "Selector",
-      type: "string",
-      priority: 1,
-      jsonPath: ".status.selector",
-      description: "pods of this workload",
-    },
+    IMAGES_COLUMN,
+    SELECTOR_COLUMN,
   ],
 };
 

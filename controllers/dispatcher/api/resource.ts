@@ -289,7 +289,11 @@ export class ResourceService {
       explicitFields && explicitFields.length > 0
         ? explicitFields
         : trackUpdate(undefined, draft, this.manager(kind, opts, "Update"), "main", now);
-    const value = this.validated(kind, draft);
+    return this.storeNew(kind, this.validated(kind, draft), opts);
+  }
+
+  /** Stores a validated new object (unless a dry run) and tells the watchers. */
+  private async storeNew(kind: ResourceKind, value: KubeObject, opts: WriteOptions): Promise<KubeObject> {
     if (opts.dryRun) return value;
     try {
       const stored = await this.store.create(kind, value);
@@ -297,7 +301,7 @@ export class ResourceService {
       return stored;
     } catch (err) {
       if (err instanceof AlreadyExistsError)
-        throw alreadyExists({ group: kind.group, plural: kind.plural, name });
+        throw alreadyExists({ group: kind.group, plural: kind.plural, name: value.metadata.name });
       throw mapStoreError(err);
     }
   }
@@ -313,12 +317,7 @@ export class ResourceService {
   ): Promise<KubeObject> {
     const candidate = this.checkTypeMeta(kind, body);
     this.checkNamespace(candidate, namespace);
-    const bodyName = (candidate.metadata as unknown as Record<string, unknown> | undefined)?.name;
-    if (bodyName !== undefined && bodyName !== name) {
-      throw badRequest(
-        `the name of the object (${String(bodyName)}) does not match the name on the URL (${name})`,
-      );
-    }
+    this.checkName(candidate, name);
     const requestedRv = candidate.metadata?.resourceVersion;
     return this.readModifyWrite(
       kind,
@@ -375,12 +374,7 @@ export class ResourceService {
   ): Promise<{ object: KubeObject; created: boolean }> {
     const applied = this.checkTypeMeta(kind, config);
     this.checkNamespace(applied, namespace);
-    const cfgName = (applied.metadata as unknown as Record<string, unknown> | undefined)?.name;
-    if (cfgName !== undefined && cfgName !== name) {
-      throw badRequest(
-        `the name of the object (${String(cfgName)}) does not match the name on the URL (${name})`,
-      );
-    }
+    this.checkName(applied, name);
     const cleaned = this.withKnownFields(kind, applied, opts);
     cleaned.metadata = { ...cleaned.metadata, name, namespace };
     const scope: Scope = subresource === "status" ? "status" : "main";
@@ -458,18 +452,7 @@ export class ResourceService {
     };
     delete draft.metadata.resourceVersion;
     if (kind.hasStatus) delete draft.status;
-    const value = this.validated(kind, draft);
-    if (opts.dryRun) return value;
-    try {
-      const stored = await this.store.create(kind, value);
-      this.committed({ type: "ADDED", object: stored, previous: undefined });
-      return stored;
-    } catch (err) {
-      if (err instanceof AlreadyExistsError) {
-        throw alreadyExists({ group: kind.group, plural: kind.plural, name: draft.metadata.name });
-      }
-      throw mapStoreError(err);
-    }
+    return this.storeNew(kind, this.validated(kind, draft), opts);
   }
 
   async delete(
@@ -766,6 +749,15 @@ export class ResourceService {
     if (ns !== undefined && ns !== "" && ns !== namespace) {
       throw badRequest(
         "the namespace of the provided object does not match the namespace sent on the request",
+      );
+    }
+  }
+
+  private checkName(obj: KubeObject, name: string): void {
+    const given = (obj.metadata as unknown as Record<string, unknown> | undefined)?.name;
+    if (given !== undefined && given !== name) {
+      throw badRequest(
+        `the name of the object (${String(given)}) does not match the name on the URL (${name})`,
       );
     }
   }

@@ -39,6 +39,7 @@ import {
   parsePatchType,
   type Committed,
   type FieldValidation,
+  type PatchType,
   type WriteOptions,
 } from "./resource.js";
 import {
@@ -425,7 +426,7 @@ export async function startApiServer(opts: StartApiServerOptions): Promise<ApiSe
     }
     if (name === undefined) return collection(ctx, kind, namespace!, method, path);
     if (sub === undefined) return item(ctx, kind, namespace!, name, method, path);
-    if (sub === "status" && kind.hasStatus) return statusSub(ctx, kind, namespace!, name, method, path);
+    if (sub === "status" && kind.hasStatus) return item(ctx, kind, namespace!, name, method, path, "status");
     if (sub === "scale" && kind.scale) return scaleSub(ctx, kind, namespace!, name, method, path);
     throw pathNotFound(path);
   };
@@ -734,6 +735,7 @@ export async function startApiServer(opts: StartApiServerOptions): Promise<ApiSe
     }
   };
 
+  /** The object itself, or (sub "status") its status subresource, which has no DELETE. */
   const item = async (
     ctx: Ctx,
     kind: ResourceKind,
@@ -741,6 +743,7 @@ export async function startApiServer(opts: StartApiServerOptions): Promise<ApiSe
     name: string,
     method: string,
     path: string,
+    sub?: "status",
   ): Promise<boolean> => {
     switch (method) {
       case "GET":
@@ -750,13 +753,19 @@ export async function startApiServer(opts: StartApiServerOptions): Promise<ApiSe
       case "PUT": {
         ctx.verb = "update";
         const body = decodeObjectBody(mediaType(ctx.req), await readBody(ctx.req));
-        sendObject(ctx, kind, 200, await service.replace(kind, namespace, name, body, writeOptions(ctx)));
+        sendObject(
+          ctx,
+          kind,
+          200,
+          await service.replace(kind, namespace, name, body, writeOptions(ctx), sub),
+        );
         return false;
       }
       case "PATCH":
-        await patchItem(ctx, kind, namespace, name);
+        await patchItem(ctx, kind, namespace, name, sub);
         return false;
       case "DELETE": {
+        if (sub !== undefined) throw methodNotAllowed(method, path);
         ctx.verb = "delete";
         const raw = await readBody(ctx.req);
         const deleteOpts = parseDeleteOptions(raw, ctx);
@@ -769,11 +778,16 @@ export async function startApiServer(opts: StartApiServerOptions): Promise<ApiSe
     }
   };
 
-  const patchItem = async (ctx: Ctx, kind: ResourceKind, namespace: string, name: string, sub?: "status") => {
+  /** A PATCH body, decoded by its content type (YAML for server-side apply). */
+  const readPatch = async (ctx: Ctx): Promise<{ type: PatchType; patch: unknown }> => {
     ctx.verb = "patch";
     const type = parsePatchType(ctx.req.headers["content-type"] ?? "");
     const raw = (await readBody(ctx.req)).toString("utf8");
-    const patch = type === "apply" ? decodeYaml(raw) : decodeJson(raw);
+    return { type, patch: type === "apply" ? decodeYaml(raw) : decodeJson(raw) };
+  };
+
+  const patchItem = async (ctx: Ctx, kind: ResourceKind, namespace: string, name: string, sub?: "status") => {
+    const { type, patch } = await readPatch(ctx);
     const wo = writeOptions(ctx);
     const force = flag(ctx.url.searchParams.get("force")) && ctx.url.searchParams.get("force") !== null;
     if (type === "apply" && !ctx.url.searchParams.get("fieldManager")) {
@@ -791,38 +805,6 @@ export async function startApiServer(opts: StartApiServerOptions): Promise<ApiSe
       sub,
     );
     sendObject(ctx, kind, created ? 201 : 200, object);
-  };
-
-  const statusSub = async (
-    ctx: Ctx,
-    kind: ResourceKind,
-    namespace: string,
-    name: string,
-    method: string,
-    path: string,
-  ): Promise<boolean> => {
-    switch (method) {
-      case "GET":
-        ctx.verb = "get";
-        sendObject(ctx, kind, 200, await service.get(kind, namespace, name));
-        return false;
-      case "PUT": {
-        ctx.verb = "update";
-        const body = decodeObjectBody(mediaType(ctx.req), await readBody(ctx.req));
-        sendObject(
-          ctx,
-          kind,
-          200,
-          await service.replace(kind, namespace, name, body, writeOptions(ctx), "status"),
-        );
-        return false;
-      }
-      case "PATCH":
-        await patchItem(ctx, kind, namespace, name, "status");
-        return false;
-      default:
-        throw methodNotAllowed(method, path);
-    }
   };
 
   const scaleSub = async (
@@ -847,10 +829,7 @@ export async function startApiServer(opts: StartApiServerOptions): Promise<ApiSe
         return false;
       }
       case "PATCH": {
-        ctx.verb = "patch";
-        const type = parsePatchType(ctx.req.headers["content-type"] ?? "");
-        const raw = (await readBody(ctx.req)).toString("utf8");
-        const patch = type === "apply" ? decodeYaml(raw) : decodeJson(raw);
+        const { type, patch } = await readPatch(ctx);
         const scale = await service.writeScale(
           kind,
           namespace,

@@ -2,6 +2,7 @@
 // on objects, and how a watch with selectors turns raw changes into events.
 import type { KubeObject, ListOptions, ResourceRef, StoreEvent, StoreEventType } from "./types.js";
 import { matchesFields, matchesLabels } from "./selectors.js";
+import { ConflictError, NotFoundError, ObjectTooLargeError, ResourceExpiredError } from "./errors.js";
 import { kvKeys, nameFromToken } from "../../../protocol/index.js";
 
 /**
@@ -52,6 +53,13 @@ export function forStorage(obj: KubeObject): KubeObject {
   return { ...obj, metadata };
 }
 
+/** The bytes stored for an object (its storage form as JSON); ObjectTooLarge above `limit`. */
+export function encodeForStorage(obj: KubeObject, limit: number): Uint8Array {
+  const data = new TextEncoder().encode(JSON.stringify(forStorage(obj)));
+  if (data.length > limit) throw new ObjectTooLargeError(data.length, limit);
+  return data;
+}
+
 /**
  * A raw change seen through a selector (Kubernetes semantics): an object that
  * starts matching is ADDED, one that stops matching is DELETED, and a change
@@ -86,4 +94,23 @@ export function filterChange(opts: ListOptions, raw: RawChange): StoreEvent | un
  */
 export function cloneJson<T>(value: T): T {
   return value === undefined ? value : (JSON.parse(JSON.stringify(value)) as T);
+}
+
+/**
+ * The guard of a compare-and-set write or delete: NotFound when nothing is
+ * stored under `key`, Conflict when the writer expects another revision.
+ */
+export function checkWritable<T>(
+  key: string,
+  current: T | undefined,
+  revisionOf: (stored: T) => number,
+  expected?: number,
+): asserts current is T {
+  if (current === undefined) throw new NotFoundError(key);
+  if (expected !== undefined && revisionOf(current) !== expected) throw new ConflictError(key);
+}
+
+/** A watch resumes after `fromRevision` only while the change after it is still kept. */
+export function checkResumable(fromRevision: number, oldestKept: number): void {
+  if (fromRevision < oldestKept - 1) throw new ResourceExpiredError(fromRevision, oldestKept - 1);
 }

@@ -11,16 +11,13 @@ import type {
   StoreWatch,
   WatchOptions,
 } from "./types.js";
+import { AlreadyExistsError } from "./errors.js";
 import {
-  AlreadyExistsError,
-  ConflictError,
-  NotFoundError,
-  ObjectTooLargeError,
-  ResourceExpiredError,
-} from "./errors.js";
-import {
+  checkResumable,
+  checkWritable,
   cloneJson,
   compareObjects,
+  encodeForStorage,
   filterChange,
   forStorage,
   matchesListOptions,
@@ -37,6 +34,9 @@ export interface MemoryStoreOptions {
   /** Largest encoded object accepted (the NATS default max payload). */
   maxObjectBytes?: number;
 }
+
+/** Every stored object carries its revision as resourceVersion (withRevision). */
+const storedRevision = (obj: KubeObject) => Number(obj.metadata.resourceVersion);
 
 interface LogEntry extends RawChange {
   prefix: string;
@@ -84,8 +84,7 @@ export class MemoryObjectStore implements ObjectStore {
   async update(res: ResourceRef, obj: KubeObject, expectedRevision: number): Promise<KubeObject> {
     const key = objectKey(res, obj.metadata.namespace, obj.metadata.name);
     const current = this.objects.get(key);
-    if (!current) throw new NotFoundError(key);
-    if (current.metadata.resourceVersion !== String(expectedRevision)) throw new ConflictError(key);
+    checkWritable(key, current, storedRevision, expectedRevision);
     return this.commit(res, key, "MODIFIED", obj, current);
   }
 
@@ -97,10 +96,7 @@ export class MemoryObjectStore implements ObjectStore {
   ): Promise<KubeObject> {
     const key = objectKey(res, namespace, name);
     const current = this.objects.get(key);
-    if (!current) throw new NotFoundError(key);
-    if (expectedRevision !== undefined && current.metadata.resourceVersion !== String(expectedRevision)) {
-      throw new ConflictError(key);
-    }
+    checkWritable(key, current, storedRevision, expectedRevision);
     return this.commit(res, key, "DELETED", current, current);
   }
 
@@ -120,7 +116,7 @@ export class MemoryObjectStore implements ObjectStore {
       }
     } else {
       const oldest = this.log[0]?.revision ?? this.revision + 1;
-      if (opts.fromRevision < oldest - 1) throw new ResourceExpiredError(opts.fromRevision, oldest - 1);
+      checkResumable(opts.fromRevision, oldest);
       for (const entry of this.log) {
         if (entry.revision <= opts.fromRevision || entry.prefix !== prefix) continue;
         const ev = filterChange(opts, cloneJson(entry));
@@ -151,8 +147,7 @@ export class MemoryObjectStore implements ObjectStore {
     obj: KubeObject,
     previous: KubeObject | undefined,
   ): KubeObject {
-    const bytes = Buffer.byteLength(JSON.stringify(forStorage(obj)));
-    if (bytes > this.maxObjectBytes) throw new ObjectTooLargeError(bytes, this.maxObjectBytes);
+    encodeForStorage(obj, this.maxObjectBytes);
     const revision = ++this.revision;
     const stored = withRevision(cloneJson(forStorage(obj)), revision);
     if (type === "DELETED") this.objects.delete(key);

@@ -24,16 +24,12 @@ import type {
   StoreWatch,
   WatchOptions,
 } from "./types.js";
+import { AlreadyExistsError, ConflictError, NotFoundError, StoreError } from "./errors.js";
 import {
-  AlreadyExistsError,
-  ConflictError,
-  NotFoundError,
-  ObjectTooLargeError,
-  ResourceExpiredError,
-  StoreError,
-} from "./errors.js";
-import {
+  checkResumable,
+  checkWritable,
   compareObjects,
+  encodeForStorage,
   filterChange,
   forStorage,
   keyFilter,
@@ -127,11 +123,9 @@ export class KvObjectStore implements ObjectStore {
   }
 
   private encode(obj: KubeObject): Uint8Array {
-    const data = new TextEncoder().encode(JSON.stringify(forStorage(obj)));
     const limit = this.nc.info?.max_payload ?? 1024 * 1024;
     // Headers and subject ride along; keep a little room for them.
-    if (data.length > limit - 512) throw new ObjectTooLargeError(data.length, limit - 512);
-    return data;
+    return encodeForStorage(obj, limit - 512);
   }
 
   private async entry(key: string): Promise<KvEntry | undefined> {
@@ -215,8 +209,7 @@ export class KvObjectStore implements ObjectStore {
     const key = objectKey(res, namespace, name);
     for (let attempt = 1; ; attempt++) {
       const e = await this.entry(key);
-      if (!e) throw new NotFoundError(key);
-      if (expectedRevision !== undefined && e.revision !== expectedRevision) throw new ConflictError(key);
+      checkWritable(key, e, (entry) => entry.revision, expectedRevision);
       const h = headers();
       h.set(KV_OPERATION_HEADER, "DEL");
       try {
@@ -243,7 +236,7 @@ export class KvObjectStore implements ObjectStore {
     const from = opts.fromRevision;
     if (from !== undefined) {
       const { first_seq } = (await this.jsm.streams.info(this.stream)).state;
-      if (from < first_seq - 1) throw new ResourceExpiredError(from, first_seq - 1);
+      checkResumable(from, first_seq);
     }
     const iter =
       from === undefined

@@ -201,6 +201,19 @@ export class CapacityLedger {
     const victimCharge = victims.reduce((acc, v) => add(acc, v.charge), ZERO);
     const charge = victims.length > 0 ? sub0(request, victimCharge) : request;
     for (const v of victims) v.earmarkedBy = task.task_id;
+    this.putReservation(task, meta, nowMs, request, charge, victims);
+    return { ok: true };
+  }
+
+  /** Holds `charge` for a bid under the task id until the bid hold runs out (or an award binds it). */
+  private putReservation(
+    task: PlacementTask,
+    meta: PodMeta,
+    nowMs: number,
+    request: Resources,
+    charge: Resources,
+    victims: readonly Entry[],
+  ): void {
     this.entries.set(task.task_id, {
       key: task.task_id,
       task_id: task.task_id,
@@ -218,7 +231,6 @@ export class CapacityLedger {
       addedAtMs: nowMs,
       expiresAtMs: nowMs + this.bidHoldMs,
     });
-    return { ok: true };
   }
 
   /** The award arrived: evict the victims (returned) and charge the task in full. */
@@ -260,23 +272,7 @@ export class CapacityLedger {
     const n = Math.min(wanted, this.roomFor(task, meta));
     if (n < 1) return { fit: false, offered: 0, score: 0, reasons: ["TooManyPods: no room left"] };
     const request = times(requestOf(task), n);
-    this.entries.set(task.task_id, {
-      key: task.task_id,
-      task_id: task.task_id,
-      ns: task.ns,
-      parent: task.parent,
-      pod: meta.pod ?? task.task_id,
-      priority: task.priority,
-      labels: { ...(meta.labels ?? {}) },
-      ports: task.reqs.ports.map((p) => ({ ...p })),
-      request,
-      charge: request,
-      state: "reserved",
-      victims: [],
-      earmarkedBy: null,
-      addedAtMs: nowMs,
-      expiresAtMs: nowMs + this.bidHoldMs,
-    });
+    this.putReservation(task, meta, nowMs, request, request, []);
     return { fit: true, offered: n, score: one.score, reasons: [] };
   }
 

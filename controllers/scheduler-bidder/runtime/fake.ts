@@ -1,7 +1,7 @@
 // In-memory runtime for tests, simulations and benchmarks (DESIGN §7, §9):
 // thousands of node agents in one process, so every operation is O(1) or
 // O(pods on this node) and no timer is armed unless a delay is configured.
-import { systemClock, type Clock } from "./clock.js";
+import { sleep, systemClock, type ControllerClock } from "../../common/clock.js";
 import { assertValidDeploySpec, derivePodPhase } from "./manifest.js";
 import {
   DeployFailedError,
@@ -110,7 +110,7 @@ export interface FakeRuntimeOptions {
   /** Probability in [0, 1] that a deploy fails. Default 0. */
   failureRate?: number;
   seed?: number;
-  clock?: Clock;
+  clock?: ControllerClock;
 }
 
 export const DEFAULT_FAKE_CAPACITY: ResourceAmounts = {
@@ -148,7 +148,7 @@ export class FakeRuntime implements Runtime {
   private readonly delay: { min: number; max: number };
   private readonly failureRate: number;
   private readonly random: () => number;
-  private readonly clock: Clock;
+  private readonly clock: ControllerClock;
 
   constructor(options: FakeRuntimeOptions = {}) {
     this.total = { ...DEFAULT_FAKE_CAPACITY, ...options.capacity };
@@ -190,7 +190,7 @@ export class FakeRuntime implements Runtime {
     this.reserve(limits, 1);
     this.emit(pod, undefined);
 
-    if (delay > 0) await this.clock.sleep(delay);
+    if (delay > 0) await sleep(this.clock, delay);
     if (this.pods.get(podName) !== pod) throw new DeployFailedError(podName, "removed while deploying");
     if (fails) {
       const previous = pod.phase;

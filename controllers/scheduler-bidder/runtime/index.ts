@@ -12,7 +12,6 @@ export {
   parseQuantity,
   prepareManifest,
 } from "./manifest.js";
-export { ManualClock, systemClock, type Clock } from "./clock.js";
 export { FakeRuntime, PodEventHub, seededRandom, type FakeRuntimeOptions, type PodEvent } from "./fake.js";
 export { PodmanRuntime, findContainersConf, podmanSettings, type PodmanRuntimeOptions } from "./podman.js";
 export {

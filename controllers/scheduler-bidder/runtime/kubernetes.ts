@@ -14,6 +14,7 @@ import {
   parseCpuMillis,
   parseMemoryBytes,
   prepareManifest,
+  usedByListing,
 } from "./manifest.js";
 import {
   DeployFailedError,
@@ -282,13 +283,7 @@ export class KubernetesRuntime implements Runtime {
     } catch (err) {
       throw apiError("read node", err);
     }
-    const listing = await this.list();
-    const used: ResourceAmounts = { cpuMillis: 0, memoryBytes: 0, pods: listing.unparsable.length };
-    for (const pod of listing.pods) {
-      used.cpuMillis += pod.limits.cpuMillis;
-      used.memoryBytes += pod.limits.memoryBytes;
-      used.pods += 1;
-    }
+    const used = usedByListing(await this.list());
     return { total: nodeTotalFromKubernetes(node), used };
   }
 

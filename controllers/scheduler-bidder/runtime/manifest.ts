@@ -8,8 +8,10 @@ import {
   type ContainerSpec,
   type ContainerStatus,
   type DeploySpec,
+  type PodListing,
   type PodManifest,
   type PodPhase,
+  type ResourceAmounts,
   type ResourceLimits,
 } from "./types.js";
 
@@ -148,6 +150,17 @@ export function manifestLimits(manifest: PodManifest): ResourceLimits {
     total.memoryBytes = Math.max(total.memoryBytes, l.memoryBytes);
   }
   return total;
+}
+
+/** What the listed pods hold of a node: their limits, and one pod slot each (an unparsable pod too). */
+export function usedByListing(listing: PodListing): ResourceAmounts {
+  const used: ResourceAmounts = { cpuMillis: 0, memoryBytes: 0, pods: listing.unparsable.length };
+  for (const pod of listing.pods) {
+    used.cpuMillis += pod.limits.cpuMillis;
+    used.memoryBytes += pod.limits.memoryBytes;
+    used.pods += 1;
+  }
+  return used;
 }
 
 // ---------------------------------------------------------------------------

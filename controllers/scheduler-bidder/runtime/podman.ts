@@ -6,7 +6,7 @@ import os from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { isDnsLabel, LABEL } from "./labels.js";
-import { assertValidDeploySpec, prepareManifest } from "./manifest.js";
+import { assertValidDeploySpec, prepareManifest, usedByListing } from "./manifest.js";
 import {
   appContainersOf,
   listingFromPodman,
@@ -180,13 +180,7 @@ export class PodmanRuntime implements Runtime {
   }
 
   async capacity(): Promise<NodeCapacity> {
-    const listing = await this.list();
-    const used: ResourceAmounts = { cpuMillis: 0, memoryBytes: 0, pods: listing.unparsable.length };
-    for (const pod of listing.pods) {
-      used.cpuMillis += pod.limits.cpuMillis;
-      used.memoryBytes += pod.limits.memoryBytes;
-      used.pods += 1;
-    }
+    const used = usedByListing(await this.list());
     return { total: { ...this.settings.capacity }, used };
   }
 
