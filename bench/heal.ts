@@ -14,7 +14,7 @@
 // Run: npx tsx bench/heal.ts [--runs 100] [--deployments 30] [--out bench/results/heal.json]
 //      npx tsx bench/heal.ts --footprint-only   (the idle process alone; other results kept)
 import { spawn, execFile } from "node:child_process";
-import { mkdtemp, mkdir, readFile, writeFile, copyFile, rm } from "node:fs/promises";
+import { mkdtemp, mkdir, readFile, writeFile, rm } from "node:fs/promises";
 import { tmpdir, cpus } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -217,11 +217,7 @@ async function buildWatchdog(): Promise<string> {
       `tsc reported errors (emitting anyway): ${String((err as { stdout?: string }).stdout ?? err).slice(0, 2000)}\n`,
     );
   });
-  await mkdir(join(out, "identity/workload-api"), { recursive: true });
-  await copyFile(
-    join(repo, "identity/workload-api/workload.proto"),
-    join(out, "identity/workload-api/workload.proto"),
-  );
+  // No workload.proto: the sidecar's Workload API client has its codec in code (identity/workload-api/codec.ts).
   return join(out, "controllers/watchdog/main.js");
 }
 
@@ -317,7 +313,7 @@ function sidecarArgv(mainJs: string, withFlags: boolean): string[] {
 /**
  * One real watchdog process (tsc build), idle beside a nats-server: its own
  * Deployment of one replica, its SVID from a Workload API socket as in a pod
- * (so the gRPC client is loaded, as in production). Measured with the rendered
+ * (so the Workload API client is loaded, as in production). Measured with the rendered
  * command (node flags included), without the flags, and bare node for scale.
  */
 async function footprintBench(): Promise<Record<string, unknown>> {

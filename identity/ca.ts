@@ -6,6 +6,7 @@ import { dirname, join } from "node:path";
 import { x509, generateKeyPair, exportPkcs8Pem, importPkcs8Pem, subtle, SIGN_ALG, EC_ALG } from "./crypto.js";
 import type { CryptoKey } from "./crypto.js";
 import type { SpiffeId } from "./spiffe-id.js";
+import type { SvidCredentials } from "./svid.js";
 import { parseSpiffeId, spiffeId, DEFAULT_TRUST_DOMAIN } from "./spiffe-id.js";
 
 export const DEFAULT_SVID_TTL_MS = 60 * 60 * 1000;
@@ -27,19 +28,9 @@ export interface CertificateAuthority {
   readonly privateKey: CryptoKey;
 }
 
-export interface Svid {
-  readonly spiffeId: string;
-  readonly role: string;
+/** SvidCredentials (svid.ts) plus the parsed leaf, for issuers and tools that inspect it. */
+export interface Svid extends SvidCredentials {
   readonly cert: x509.X509Certificate;
-  readonly certPem: string;
-  readonly certDer: Uint8Array;
-  readonly keyPem: string;
-  readonly privateKey: CryptoKey;
-  /** Leaf then CA: what a TLS peer presents. */
-  readonly chainPem: string;
-  readonly bundlePem: string;
-  readonly notBefore: Date;
-  readonly notAfter: Date;
 }
 
 export interface CreateCaOptions {
@@ -235,3 +226,4 @@ export async function writeSvidFiles(
 }
 
 export { writeFileAtomic, subtle, EC_ALG };
+export type { SvidCredentials };

@@ -3,12 +3,14 @@
 // digitalSignature only, and carries exactly one URI SAN naming a workload of
 // the expected trust domain. SvidVerifier caches good results by the sha256 of
 // the DER until the certificate expires (DESIGN §2: verify once per cert).
-import { createHash } from "node:crypto";
-import { x509, subtle, EC_ALG } from "./crypto.js";
-import type { CryptoKey } from "./crypto.js";
-import { pemCertificatesToDer, splitConcatenatedDer, toArrayBuffer } from "./der.js";
+// Node's X509Certificate checks signatures and certificate.ts reads the
+// extensions, so no certificate library is loaded (the watchdog sidecar's size).
+import { createHash, createPublicKey, X509Certificate, type KeyObject } from "node:crypto";
+import { KeyUsage, OID_OU, nameAttribute, readCertificate, type CertificateFields } from "./certificate.js";
+import { pemCertificatesToDer, splitConcatenatedDer } from "./der.js";
 import type { SpiffeId } from "./spiffe-id.js";
 import { parseSpiffeId, SpiffeIdError } from "./spiffe-id.js";
+import { EC_ALG, subtle, type CryptoKey } from "./webcrypto.js";
 
 export type SvidVerifyReason =
   | "malformed"
@@ -93,45 +95,53 @@ export interface VerifiedSvid {
   readonly role: string | undefined;
 }
 
+/** A parsed certificate object: @peculiar/x509's (rawData) or Node's crypto.X509Certificate (raw). */
+export type BundleCertificate = { readonly rawData: ArrayBuffer } | { readonly raw: Uint8Array };
+
 /** CA certificates (x509 objects), a PEM text of them, or concatenated DER as the Workload API carries them. */
-export type TrustBundleInput = readonly x509.X509Certificate[] | string | Uint8Array;
+export type TrustBundleInput = readonly BundleCertificate[] | string | Uint8Array;
 
 interface TrustAnchor {
-  readonly cert: x509.X509Certificate;
-  readonly subject: string;
-  readonly subjectKeyId: string | undefined;
-  readonly publicKey: CryptoKey;
+  readonly fields: CertificateFields;
+  readonly publicKey: KeyObject;
 }
 
 export function sha256Hex(der: Uint8Array): string {
   return createHash("sha256").update(der).digest("hex");
 }
 
-function bundleCertificates(bundle: TrustBundleInput): x509.X509Certificate[] {
-  if (typeof bundle === "string")
-    return pemCertificatesToDer(bundle).map((d) => new x509.X509Certificate(toArrayBuffer(d)));
-  if (bundle instanceof Uint8Array) {
-    return splitConcatenatedDer(bundle).map((d) => new x509.X509Certificate(toArrayBuffer(d)));
-  }
-  return [...bundle];
+function certificateDer(cert: BundleCertificate): Uint8Array {
+  return "rawData" in cert ? new Uint8Array(cert.rawData) : new Uint8Array(cert.raw);
 }
 
-async function prepareAnchors(bundle: TrustBundleInput): Promise<TrustAnchor[]> {
-  const certs = bundleCertificates(bundle);
-  if (certs.length === 0) throw new SvidVerifyError("untrusted", "the trust bundle is empty");
-  return Promise.all(
-    certs.map(async (cert) => ({
-      cert,
-      subject: cert.subject,
-      subjectKeyId: cert.getExtension(x509.SubjectKeyIdentifierExtension)?.keyId,
-      publicKey: await cert.publicKey.export(),
-    })),
-  );
+function bundleCertificates(bundle: TrustBundleInput): Uint8Array[] {
+  if (typeof bundle === "string") return pemCertificatesToDer(bundle);
+  if (bundle instanceof Uint8Array) return splitConcatenatedDer(bundle);
+  return bundle.map(certificateDer);
 }
 
-function roleOf(cert: x509.X509Certificate): string | undefined {
-  const ou = cert.subjectName.getField("OU");
-  return ou[0];
+function prepareAnchors(bundle: TrustBundleInput): Promise<TrustAnchor[]> {
+  // Async so a bad bundle surfaces as a rejection of verify(), as before, not from the constructor.
+  return Promise.resolve().then(() => {
+    const certs = bundleCertificates(bundle);
+    if (certs.length === 0) throw new SvidVerifyError("untrusted", "the trust bundle is empty");
+    return certs.map((der, i) => {
+      try {
+        const fields = readCertificate(der);
+        return {
+          fields,
+          publicKey: createPublicKey({ key: Buffer.from(fields.spki), format: "der", type: "spki" }),
+        };
+      } catch (err) {
+        throw new SvidVerifyError("untrusted", `trust bundle certificate ${i} is malformed`, { cause: err });
+      }
+    });
+  });
+}
+
+/** Issuer and subject names match by value, as @peculiar/x509's string forms did. */
+function sameName(a: CertificateFields["issuer"], b: CertificateFields["subject"]): boolean {
+  return JSON.stringify(a.rdns) === JSON.stringify(b.rdns);
 }
 
 async function verifyAgainst(
@@ -140,35 +150,37 @@ async function verifyAgainst(
   trustDomain: string | undefined,
   nowMs: number,
 ): Promise<VerifiedSvid> {
-  let cert: x509.X509Certificate;
+  let cert: X509Certificate;
+  let fields: CertificateFields;
   try {
-    cert = new x509.X509Certificate(toArrayBuffer(der));
+    // OpenSSL's parse first (strict DER), then the fields it does not expose.
+    cert = new X509Certificate(der);
+    fields = readCertificate(der);
   } catch (err) {
     throw new SvidMalformedError("not a DER X.509 certificate", { cause: err });
   }
 
-  if (nowMs < cert.notBefore.getTime()) {
+  if (nowMs < fields.notBefore.getTime()) {
     throw new SvidNotYetValidError(
-      `valid from ${cert.notBefore.toISOString()}, now ${new Date(nowMs).toISOString()}`,
+      `valid from ${fields.notBefore.toISOString()}, now ${new Date(nowMs).toISOString()}`,
     );
   }
-  if (nowMs > cert.notAfter.getTime()) {
+  if (nowMs > fields.notAfter.getTime()) {
     throw new SvidExpiredError(
-      `expired at ${cert.notAfter.toISOString()}, now ${new Date(nowMs).toISOString()}`,
+      `expired at ${fields.notAfter.toISOString()}, now ${new Date(nowMs).toISOString()}`,
     );
   }
 
-  if (cert.getExtension(x509.BasicConstraintsExtension)?.ca) throw new SvidCaLeafError("leaf has CA:true");
-  const ku = cert.getExtension(x509.KeyUsagesExtension);
-  if (!ku || (ku.usages & x509.KeyUsageFlags.digitalSignature) === 0) {
+  if (fields.isCa) throw new SvidCaLeafError("leaf has CA:true");
+  const ku = fields.keyUsage;
+  if (ku === undefined || (ku & KeyUsage.digitalSignature) === 0) {
     throw new SvidKeyUsageError("leaf lacks the digitalSignature key usage");
   }
-  if (ku.usages & (x509.KeyUsageFlags.keyCertSign | x509.KeyUsageFlags.cRLSign)) {
+  if (ku & (KeyUsage.keyCertSign | KeyUsage.cRLSign)) {
     throw new SvidKeyUsageError("leaf may sign certificates or CRLs");
   }
 
-  const san = cert.getExtension(x509.SubjectAlternativeNameExtension);
-  const uris = (san?.names.toJSON() ?? []).filter((n) => n.type === "url").map((n) => n.value);
+  const uris = fields.uriSans;
   if (uris.length !== 1) throw new SvidUriSanError(`expected exactly one URI SAN, found ${uris.length}`);
   let id: SpiffeId;
   try {
@@ -183,43 +195,57 @@ async function verifyAgainst(
     throw new SvidTrustDomainError(`${id.toString()} is not in trust domain ${trustDomain}`);
   }
 
-  await checkIssuedByBundle(cert, anchors, nowMs);
+  checkIssuedByBundle(cert, fields, anchors, nowMs);
 
   let publicKey: CryptoKey;
   try {
-    publicKey = await subtle.importKey("spki", cert.publicKey.rawData, EC_ALG, true, ["verify"]);
+    publicKey = await subtle.importKey("spki", fields.spki, EC_ALG, true, ["verify"]);
   } catch (err) {
     throw new SvidMalformedError("public key is not ECDSA P-256", { cause: err });
   }
   return {
     id,
     publicKey,
-    notBefore: cert.notBefore,
-    notAfter: cert.notAfter,
+    notBefore: fields.notBefore,
+    notAfter: fields.notAfter,
     fingerprint: sha256Hex(der),
-    role: roleOf(cert),
+    role: nameAttribute(fields.subject, OID_OU),
   };
 }
 
-async function checkIssuedByBundle(
-  cert: x509.X509Certificate,
+function checkIssuedByBundle(
+  cert: X509Certificate,
+  fields: CertificateFields,
   anchors: readonly TrustAnchor[],
   nowMs: number,
-): Promise<void> {
-  const authorityKeyId = cert.getExtension(x509.AuthorityKeyIdentifierExtension)?.keyId;
+): void {
+  const authorityKeyId = fields.authorityKeyId;
   const candidates = anchors.filter(
     (a) =>
-      a.subject === cert.issuer &&
-      (authorityKeyId === undefined || a.subjectKeyId === undefined || a.subjectKeyId === authorityKeyId),
+      sameName(a.fields.subject, fields.issuer) &&
+      (authorityKeyId === undefined ||
+        a.fields.subjectKeyId === undefined ||
+        a.fields.subjectKeyId === authorityKeyId),
   );
   if (candidates.length === 0)
-    throw new SvidUntrustedError(`issuer "${cert.issuer}" is not in the trust bundle`);
+    throw new SvidUntrustedError(`issuer "${fields.issuer.text}" is not in the trust bundle`);
   for (const anchor of candidates) {
-    if (nowMs < anchor.cert.notBefore.getTime() || nowMs > anchor.cert.notAfter.getTime()) continue;
-    if (!anchor.cert.getExtension(x509.BasicConstraintsExtension)?.ca) continue;
-    if (await cert.verify({ publicKey: anchor.publicKey, signatureOnly: true })) return;
+    if (nowMs < anchor.fields.notBefore.getTime() || nowMs > anchor.fields.notAfter.getTime()) continue;
+    if (!anchor.fields.isCa) continue;
+    if (signedBy(cert, anchor.publicKey)) return;
   }
-  throw new SvidUntrustedError(`signature does not verify against any valid CA named "${cert.issuer}"`);
+  throw new SvidUntrustedError(
+    `signature does not verify against any valid CA named "${fields.issuer.text}"`,
+  );
+}
+
+/** The certificate's signature checks out under `key` (OpenSSL X509_verify); a key of another type is a no. */
+function signedBy(cert: X509Certificate, key: KeyObject): boolean {
+  try {
+    return cert.verify(key);
+  } catch {
+    return false;
+  }
 }
 
 function toMs(now: Date | number): number {

@@ -4,7 +4,6 @@
 // the Workload API socket the node agent mounted (or, for development, from
 // an SVID directory). SIGTERM/SIGINT stop it gracefully: the pod is going
 // away, so it neither retires nor clones on the way out.
-import "reflect-metadata";
 import { pathToFileURL } from "node:url";
 import { Registry } from "prom-client";
 import { createLogger, type LogLevel } from "../common/log.js";

@@ -1,12 +1,13 @@
 // The watchdog's SVID from the SPIFFE Workload API its node agent mounted
 // (DESIGN §5): the first X509SVIDResponse starts the bus, later ones rotate it
 // (Bus SvidSource.onUpdate). The stream is followed until the signal aborts,
-// reconnecting with backoff when it breaks.
-import type { Svid } from "../../identity/ca.js";
-import { uriSanOf } from "../../identity/ca.js";
-import { importPkcs8Pem } from "../../identity/crypto.js";
+// reconnecting with backoff when it breaks. DER and Node crypto only: no
+// certificate library or protobufjs in the sidecar (its memory floor).
+import { OID_OU, nameAttribute } from "../../identity/certificate.js";
 import { derToPem } from "../../identity/der.js";
-import { WorkloadApiClient, type X509Context } from "../../identity/workload-api/index.js";
+import type { SvidCredentials } from "../../identity/svid.js";
+import { importPkcs8Pem } from "../../identity/webcrypto.js";
+import { WorkloadApiDerClient, type X509DerContext } from "../../identity/workload-api/der-client.js";
 import type { SvidSource } from "../../protocol/bus/index.js";
 
 export class WorkloadSvidError extends Error {
@@ -17,25 +18,25 @@ export class WorkloadSvidError extends Error {
 }
 
 /** An SVID as the bus uses it, from the first entry of a Workload API response. */
-export async function svidFromContext(ctx: X509Context): Promise<Svid> {
+export async function svidFromContext(ctx: X509DerContext): Promise<SvidCredentials> {
   const entry = ctx.svids[0];
   if (entry === undefined) throw new WorkloadSvidError("the response holds no SVID");
-  const leaf = entry.chain[0];
-  if (leaf === undefined) throw new WorkloadSvidError("the SVID has no certificate");
+  const leafDer = entry.chain[0];
+  if (leafDer === undefined) throw new WorkloadSvidError("the SVID has no certificate");
   const keyPem = derToPem(entry.privateKeyDer, "PRIVATE KEY");
-  const chainPem = entry.chain.map((c) => c.toString("pem")).join("\n") + "\n";
+  const certPem = derToPem(leafDer, "CERTIFICATE");
   return {
-    spiffeId: uriSanOf(leaf),
-    role: /(?:^|,\s*)OU=([^,]+)/.exec(leaf.subject)?.[1]?.trim() ?? "",
-    cert: leaf,
-    certPem: leaf.toString("pem"),
-    certDer: new Uint8Array(leaf.rawData),
+    // der-client checked it is the leaf's only URI SAN.
+    spiffeId: entry.spiffeId.toString(),
+    role: nameAttribute(entry.leaf.subject, OID_OU)?.trim() ?? "",
+    certPem,
+    certDer: leafDer,
     keyPem,
     privateKey: await importPkcs8Pem(keyPem),
-    chainPem,
-    bundlePem: entry.bundle.map((c) => c.toString("pem")).join("\n") + "\n",
-    notBefore: leaf.notBefore,
-    notAfter: leaf.notAfter,
+    chainPem: entry.chain.map((c) => derToPem(c, "CERTIFICATE")).join("\n") + "\n",
+    bundlePem: entry.bundle.map((c) => derToPem(c, "CERTIFICATE")).join("\n") + "\n",
+    notBefore: entry.leaf.notBefore,
+    notAfter: entry.leaf.notAfter,
   };
 }
 
@@ -49,8 +50,8 @@ export async function workloadSvidSource(
   signal: AbortSignal,
   opts: { firstTimeoutMs?: number; onError?: (err: unknown) => void } = {},
 ): Promise<WorkloadSvidSource> {
-  const once = new WorkloadApiClient({ socketPath });
-  let current: Svid;
+  const once = new WorkloadApiDerClient({ socketPath });
+  let current: SvidCredentials;
   try {
     current = await svidFromContext(
       await once.fetchX509Context({ timeoutMs: opts.firstTimeoutMs ?? 30_000 }),
@@ -58,11 +59,11 @@ export async function workloadSvidSource(
   } finally {
     once.close();
   }
-  const listeners = new Set<(svid: Svid) => void>();
+  const listeners = new Set<(svid: SvidCredentials) => void>();
   void (async () => {
     let backoffMs = 500;
     while (!signal.aborted) {
-      const client = new WorkloadApiClient({ socketPath });
+      const client = new WorkloadApiDerClient({ socketPath });
       try {
         for await (const ctx of client.watchX509Context(signal)) {
           backoffMs = 500;

@@ -1,21 +1,20 @@
-// A Workload API client: fetches and watches this workload's X.509-SVIDs over
-// the unix socket its node agent mounted. Every response is checked before use
-// (SPIFFE ID well formed and equal to the leaf's URI SAN, key matching the
-// leaf), since the files it feeds are what the workload will present.
-import * as grpc from "@grpc/grpc-js";
-import { x509, subtle, EC_ALG } from "../crypto.js";
-import { splitConcatenatedDer, toArrayBuffer } from "../der.js";
+// A Workload API client with @peculiar/x509 certificates, for tools that
+// inspect them (the spiffe-helper, tests): der-client.ts does the gRPC and the
+// checks, this only turns its DER into x509 objects. The watchdog uses
+// der-client.ts directly so it never loads the certificate library.
+import { x509 } from "../crypto.js";
+import { toArrayBuffer } from "../der.js";
 import type { SpiffeId } from "../spiffe-id.js";
-import { parseSpiffeId } from "../spiffe-id.js";
-import type { WorkloadApiStub } from "./proto.js";
-import { createWorkloadApiStub, securityMetadata } from "./proto.js";
+import {
+  WorkloadApiDerClient,
+  parseX509BundlesDerResponse,
+  parseX509SvidDerResponse,
+  type WorkloadApiClientOptions,
+  type X509DerContext,
+} from "./der-client.js";
 
-export class WorkloadApiResponseError extends Error {
-  override name = "WorkloadApiResponseError";
-  constructor(message: string, options?: { cause?: unknown }) {
-    super(`identity: workload api response: ${message}`, options);
-  }
-}
+export { WorkloadApiResponseError } from "./der-client.js";
+export type { WorkloadApiClientOptions } from "./der-client.js";
 
 export interface X509SvidEntry {
   readonly spiffeId: SpiffeId;
@@ -34,125 +33,48 @@ export interface X509Context {
   readonly federatedBundles: ReadonlyMap<string, readonly x509.X509Certificate[]>;
 }
 
-function isBytes(v: unknown): v is Uint8Array {
-  return v instanceof Uint8Array;
+function certificates(ders: readonly Uint8Array[]): x509.X509Certificate[] {
+  return ders.map((d) => new x509.X509Certificate(toArrayBuffer(d)));
 }
 
-function record(v: unknown, what: string): Record<string, unknown> {
-  if (typeof v !== "object" || v === null || Array.isArray(v))
-    throw new WorkloadApiResponseError(`${what} is not a message`);
-  return v as Record<string, unknown>;
+function withCertificates(ctx: X509DerContext): X509Context {
+  return {
+    svids: ctx.svids.map((s) => ({
+      spiffeId: s.spiffeId,
+      chain: certificates(s.chain),
+      privateKeyDer: s.privateKeyDer,
+      bundle: certificates(s.bundle),
+      hint: s.hint,
+      notAfter: s.notAfter,
+    })),
+    federatedBundles: new Map([...ctx.federatedBundles].map(([td, ders]) => [td, certificates(ders)])),
+  };
 }
 
-function certificates(bytes: unknown, what: string): x509.X509Certificate[] {
-  if (!isBytes(bytes) || bytes.length === 0) throw new WorkloadApiResponseError(`${what} is empty`);
-  try {
-    return splitConcatenatedDer(bytes).map((d) => new x509.X509Certificate(toArrayBuffer(d)));
-  } catch (err) {
-    throw new WorkloadApiResponseError(`${what} is not DER certificates`, { cause: err });
-  }
-}
-
-async function parseSvidEntry(raw: unknown, index: number): Promise<X509SvidEntry> {
-  const m = record(raw, `svids[${index}]`);
-  if (typeof m["spiffe_id"] !== "string")
-    throw new WorkloadApiResponseError(`svids[${index}].spiffe_id is missing`);
-  let id: SpiffeId;
-  try {
-    id = parseSpiffeId(m["spiffe_id"]);
-  } catch (err) {
-    throw new WorkloadApiResponseError(`svids[${index}].spiffe_id is invalid`, { cause: err });
-  }
-  const chain = certificates(m["x509_svid"], `svids[${index}].x509_svid`);
-  const bundle = certificates(m["bundle"], `svids[${index}].bundle`);
-  const key = m["x509_svid_key"];
-  if (!isBytes(key) || key.length === 0)
-    throw new WorkloadApiResponseError(`svids[${index}].x509_svid_key is empty`);
-  const leaf = chain[0]!;
-  const uris = (leaf.getExtension(x509.SubjectAlternativeNameExtension)?.names.toJSON() ?? [])
-    .filter((n) => n.type === "url")
-    .map((n) => n.value);
-  if (uris.length !== 1 || uris[0] !== id.toString()) {
-    throw new WorkloadApiResponseError(
-      `svids[${index}] leaf names ${uris.join(",") || "nothing"}, not ${id.toString()}`,
-    );
-  }
-  let privateJwk: { x?: string; y?: string };
-  try {
-    const privateKey = await subtle.importKey("pkcs8", toArrayBuffer(key), EC_ALG, true, ["sign"]);
-    privateJwk = await subtle.exportKey("jwk", privateKey);
-  } catch (err) {
-    throw new WorkloadApiResponseError(`svids[${index}].x509_svid_key is not an ECDSA P-256 PKCS#8 key`, {
-      cause: err,
-    });
-  }
-  const leafJwk = await subtle.exportKey("jwk", await leaf.publicKey.export(EC_ALG, ["verify"]));
-  if (privateJwk.x !== leafJwk.x || privateJwk.y !== leafJwk.y) {
-    throw new WorkloadApiResponseError(`svids[${index}].x509_svid_key does not belong to its certificate`);
-  }
-  const hint = typeof m["hint"] === "string" ? m["hint"] : "";
-  return { spiffeId: id, chain, privateKeyDer: new Uint8Array(key), bundle, hint, notAfter: leaf.notAfter };
+function bundlesWithCertificates(bundles: Map<string, Uint8Array[]>): Map<string, x509.X509Certificate[]> {
+  return new Map([...bundles].map(([td, ders]) => [td, certificates(ders)]));
 }
 
 /** Validates one X509SVIDResponse as it came off the wire. */
-export async function parseX509SvidResponse(raw: unknown): Promise<X509Context> {
-  const m = record(raw, "X509SVIDResponse");
-  const svids = m["svids"];
-  if (!Array.isArray(svids) || svids.length === 0)
-    throw new WorkloadApiResponseError("no SVIDs in the response");
-  const entries = await Promise.all(svids.map((s, i) => parseSvidEntry(s, i)));
-  const federated = new Map<string, x509.X509Certificate[]>();
-  const fed = m["federated_bundles"];
-  if (fed !== undefined) {
-    for (const [td, bytes] of Object.entries(record(fed, "federated_bundles"))) {
-      federated.set(td, certificates(bytes, `federated_bundles[${td}]`));
-    }
-  }
-  return { svids: entries, federatedBundles: federated };
+export function parseX509SvidResponse(raw: unknown): Promise<X509Context> {
+  return Promise.resolve().then(() => withCertificates(parseX509SvidDerResponse(raw)));
 }
 
 /** Validates one X509BundlesResponse: trust domain ID → CA certificates. */
 export function parseX509BundlesResponse(raw: unknown): Map<string, x509.X509Certificate[]> {
-  const m = record(raw, "X509BundlesResponse");
-  const out = new Map<string, x509.X509Certificate[]>();
-  for (const [td, bytes] of Object.entries(record(m["bundles"] ?? {}, "bundles"))) {
-    out.set(td, certificates(bytes, `bundles[${td}]`));
-  }
-  if (out.size === 0) throw new WorkloadApiResponseError("no bundles in the response");
-  return out;
-}
-
-export interface WorkloadApiClientOptions {
-  socketPath: string;
-}
-
-/** True when a stream ended because we cancelled it. */
-function isCancelled(err: unknown): boolean {
-  return (
-    typeof err === "object" && err !== null && (err as { code?: unknown }).code === grpc.status.CANCELLED
-  );
+  return bundlesWithCertificates(parseX509BundlesDerResponse(raw));
 }
 
 export class WorkloadApiClient {
-  private readonly stub: WorkloadApiStub;
+  private readonly der: WorkloadApiDerClient;
 
   constructor(opts: WorkloadApiClientOptions) {
-    this.stub = createWorkloadApiStub(opts.socketPath);
+    this.der = new WorkloadApiDerClient(opts);
   }
 
   /** The first X509SVIDResponse: the workload's current SVIDs. */
   async fetchX509Context(opts: { timeoutMs?: number } = {}): Promise<X509Context> {
-    const ac = new AbortController();
-    const timer = setTimeout(() => ac.abort(), opts.timeoutMs ?? 10_000);
-    try {
-      for await (const ctx of this.watchX509Context(ac.signal)) return ctx;
-      throw new WorkloadApiResponseError(
-        ac.signal.aborted ? "timed out waiting for an SVID" : "stream ended without an SVID",
-      );
-    } finally {
-      clearTimeout(timer);
-      ac.abort();
-    }
+    return withCertificates(await this.der.fetchX509Context(opts));
   }
 
   /**
@@ -160,37 +82,14 @@ export class WorkloadApiClient {
    * (then it throws the gRPC error, e.g. code PERMISSION_DENIED).
    */
   async *watchX509Context(signal: AbortSignal): AsyncGenerator<X509Context> {
-    for await (const raw of this.stream((md, o) => this.stub.FetchX509SVID({}, md, o), signal)) {
-      yield await parseX509SvidResponse(raw);
-    }
+    for await (const ctx of this.der.watchX509Context(signal)) yield withCertificates(ctx);
   }
 
   async *watchX509Bundles(signal: AbortSignal): AsyncGenerator<Map<string, x509.X509Certificate[]>> {
-    for await (const raw of this.stream((md, o) => this.stub.FetchX509Bundles({}, md, o), signal)) {
-      yield parseX509BundlesResponse(raw);
-    }
+    for await (const bundles of this.der.watchX509Bundles(signal)) yield bundlesWithCertificates(bundles);
   }
 
   close(): void {
-    this.stub.close();
-  }
-
-  private async *stream(
-    open: (md: grpc.Metadata, options: grpc.CallOptions) => grpc.ClientReadableStream<unknown>,
-    signal: AbortSignal,
-  ): AsyncGenerator<unknown> {
-    if (signal.aborted) return;
-    const call = open(securityMetadata(), {});
-    const onAbort = () => call.cancel();
-    signal.addEventListener("abort", onAbort, { once: true });
-    try {
-      for await (const raw of call as AsyncIterable<unknown>) yield raw;
-    } catch (err) {
-      if (signal.aborted && isCancelled(err)) return;
-      throw err;
-    } finally {
-      signal.removeEventListener("abort", onAbort);
-      call.cancel();
-    }
+    this.der.close();
   }
 }

@@ -1,33 +1,20 @@
-// Loads workload.proto (the SPIFFE Workload API) and names the shapes of its
-// messages as @grpc/proto-loader decodes them (keepCase, defaults, bytes as Buffer).
+// Loads workload.proto (the SPIFFE Workload API) with @grpc/proto-loader, for
+// the server (node agent) and raw stubs in tests. Clients use codec.ts and
+// x509-client.ts instead, which need no protobufjs.
 import { existsSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import * as grpc from "@grpc/grpc-js";
 import * as protoLoader from "@grpc/proto-loader";
+import { SECURITY_HEADER, SECURITY_HEADER_VALUE, type X509SvidRequestMsg } from "./codec.js";
 
-/** Metadata every Workload API call must carry (SPIFFE Workload Endpoint §"Transport"). */
-export const SECURITY_HEADER = "workload.spiffe.io";
-export const SECURITY_HEADER_VALUE = "true";
-
-export interface X509SvidRequestMsg {
-  readonly [key: string]: never;
-}
-export interface X509SvidMsg {
-  spiffe_id: string;
-  x509_svid: Uint8Array;
-  x509_svid_key: Uint8Array;
-  bundle: Uint8Array;
-  hint: string;
-}
-export interface X509SvidResponseMsg {
-  svids: X509SvidMsg[];
-  crl: Uint8Array[];
-  federated_bundles: Record<string, Uint8Array>;
-}
-export interface X509BundlesResponseMsg {
-  crl: Uint8Array[];
-  bundles: Record<string, Uint8Array>;
-}
+// The message shapes and the security header live in codec.ts (no protobufjs there).
+export { SECURITY_HEADER, SECURITY_HEADER_VALUE } from "./codec.js";
+export type {
+  X509SvidRequestMsg,
+  X509SvidMsg,
+  X509SvidResponseMsg,
+  X509BundlesResponseMsg,
+} from "./codec.js";
 
 /** The client stub as grpc-js builds it from the service definition. */
 export interface WorkloadApiStub extends grpc.Client {
@@ -109,6 +96,7 @@ export function createWorkloadApiStub(
   ) as unknown as WorkloadApiStub;
 }
 
+/** The security header as grpc-js metadata, for raw stubs. */
 export function securityMetadata(): grpc.Metadata {
   const md = new grpc.Metadata();
   md.set(SECURITY_HEADER, SECURITY_HEADER_VALUE);

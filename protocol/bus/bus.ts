@@ -5,7 +5,7 @@ import { connect, type Msg, type NatsConnection, type Subscription } from "@nats
 import { jetstream, type JetStreamClient, type PubAck } from "@nats-io/jetstream";
 import { Kvm } from "@nats-io/kv";
 import type { Registry } from "prom-client";
-import type { Svid } from "../../identity/ca.js";
+import type { SvidCredentials } from "../../identity/svid.js";
 import { parseSpiffeId } from "../../identity/spiffe-id.js";
 import { SvidVerifier } from "../../identity/verify.js";
 import { createAuthorizer, type MessageAuthorizer } from "./authz.js";
@@ -24,8 +24,8 @@ import { NonceCache } from "./nonce-cache.js";
 
 /** Where the bus gets its SVID; `onUpdate` (when present) drives rotation. */
 export interface SvidSource {
-  current(): Svid;
-  onUpdate?(listener: (svid: Svid) => void): () => void;
+  current(): SvidCredentials;
+  onUpdate?(listener: (svid: SvidCredentials) => void): () => void;
 }
 
 /** Structurally the controllers' Logger (controllers/common/log.ts). */
@@ -45,7 +45,7 @@ const silentLogger: BusLogger = {
 
 export interface BusOptions {
   servers: string | string[];
-  svid: Svid | SvidSource;
+  svid: SvidCredentials | SvidSource;
   /** prom-client registry for beemesh_messages_*_total. */
   registry: Registry;
   logger?: BusLogger;
@@ -92,7 +92,7 @@ interface TlsCredentials {
   ca: string;
 }
 
-function isSource(s: Svid | SvidSource): s is SvidSource {
+function isSource(s: SvidCredentials | SvidSource): s is SvidSource {
   return typeof (s as SvidSource).current === "function";
 }
 
@@ -123,7 +123,7 @@ export class Bus {
   private constructor(
     nc: NatsConnection,
     tls: TlsCredentials,
-    svid: Svid,
+    svid: SvidCredentials,
     svids: SvidVerifier,
     opts: BusOptions,
     now: () => number,
@@ -327,7 +327,7 @@ export class Bus {
    * connection, its subscriptions and anything in flight stay as they are;
    * `reconnect` presents the new certificate to the server right away.
    */
-  async rotate(svid: Svid, opts: { reconnect?: boolean } = {}): Promise<void> {
+  async rotate(svid: SvidCredentials, opts: { reconnect?: boolean } = {}): Promise<void> {
     if (svid.spiffeId !== this.signer.spiffeId) {
       throw new BusIdentityError(
         `rotation must keep the SPIFFE ID (${this.signer.spiffeId}), got ${svid.spiffeId}`,

@@ -2,7 +2,7 @@
 // {type, payload, sig: {spiffe_id, cert, alg, value}, nonce, ts}. The
 // verifier is the whole pipeline in one place; each failure has one reason.
 import { KeyObject, randomFillSync, sign as signBytes, verify as verifyBytes } from "node:crypto";
-import type { Svid } from "../../identity/ca.js";
+import type { SvidCredentials } from "../../identity/svid.js";
 import type { SvidVerifier, VerifiedSvid } from "../../identity/verify.js";
 import { SvidVerifyError } from "../../identity/verify.js";
 import type { Principal, SpiffeId } from "../../identity/spiffe-id.js";
@@ -84,7 +84,7 @@ export class EnvelopeSigner {
   readonly notAfter: Date;
   private readonly key: KeyObject;
 
-  constructor(svid: Svid) {
+  constructor(svid: SvidCredentials) {
     if (!svid.privateKey) throw new BusIdentityError(`SVID ${svid.spiffeId} has no private key to sign with`);
     this.spiffeId = svid.spiffeId;
     this.certB64 = Buffer.from(svid.certDer).toString("base64");
