@@ -55,6 +55,10 @@ export interface CertificateFields {
   readonly subjectKeyId: string | undefined;
   /** Hex keyIdentifier of the authorityKeyIdentifier extension. */
   readonly authorityKeyId: string | undefined;
+  /** Dotted OIDs of the extensions marked critical, so a verifier can refuse the ones it does not handle. */
+  readonly criticalExtensions: readonly string[];
+  /** Dotted OID of the signatureAlgorithm (equal to the one inside tbsCertificate). */
+  readonly signatureAlgorithm: string;
 }
 
 const TAG = {
@@ -64,9 +68,11 @@ const TAG = {
   OCTET_STRING: 0x04,
   OID: 0x06,
   UTF8_STRING: 0x0c,
+  NUMERIC_STRING: 0x12,
   PRINTABLE_STRING: 0x13,
   T61_STRING: 0x14,
   IA5_STRING: 0x16,
+  VISIBLE_STRING: 0x1a,
   UTC_TIME: 0x17,
   GENERALIZED_TIME: 0x18,
   UNIVERSAL_STRING: 0x1c,
@@ -79,13 +85,16 @@ const TAG = {
   KEY_ID: 0x80, // AuthorityKeyIdentifier keyIdentifier [0] IMPLICIT OCTET STRING
 } as const;
 
-const EXT = {
+/** Extension OIDs (RFC 5280 §4.2.1); extKeyUsage is not read here but verifiers may list it as known. */
+export const EXTENSION_OID = {
   subjectKeyIdentifier: "2.5.29.14",
   keyUsage: "2.5.29.15",
   subjectAltName: "2.5.29.17",
   basicConstraints: "2.5.29.19",
   authorityKeyIdentifier: "2.5.29.35",
+  extKeyUsage: "2.5.29.37",
 } as const;
+const EXT = EXTENSION_OID;
 
 /** Short names for the DN attributes SVIDs use; others print as their OID. */
 const ATTRIBUTE_NAMES: Readonly<Record<string, string>> = {
@@ -138,8 +147,10 @@ function decodeString(el: DerElement, what: string): string {
       } catch (err) {
         throw new CertificateFormatError(`${what} is not UTF-8`, { cause: err });
       }
+    case TAG.NUMERIC_STRING:
     case TAG.PRINTABLE_STRING:
     case TAG.IA5_STRING:
+    case TAG.VISIBLE_STRING:
     case TAG.T61_STRING:
       return Buffer.from(el.value).toString("latin1");
     case TAG.BMP_STRING: {
@@ -219,11 +230,16 @@ function readTime(el: DerElement | undefined, what: string): Date {
     number,
     number,
   ];
-  const ms = Date.UTC(year, mo - 1, d, h, mi, sec);
-  const back = new Date(ms);
+  // Date.UTC reads years 0-99 as 1900-1999; setUTCFullYear takes a GeneralizedTime's "0050" as written.
+  const back = new Date(Date.UTC(2000, mo - 1, d, h, mi, sec));
+  back.setUTCFullYear(year, mo - 1, d);
   if (back.getUTCMonth() !== mo - 1 || back.getUTCDate() !== d || h > 23 || mi > 59 || sec > 59)
     throw new CertificateFormatError(`${what}: no such time ${JSON.stringify(s)}`);
   return back;
+}
+
+function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
+  return a.length === b.length && a.every((x, k) => x === b[k]);
 }
 
 function hex(bytes: Uint8Array): string {
@@ -246,15 +262,23 @@ function readExtensions(el: DerElement | undefined): Map<string, Extension> {
     let critical = false;
     let i = 1;
     if (parts[i]?.tag === TAG.BOOLEAN) {
-      critical = parts[i]!.value[0] !== 0;
+      critical = readBoolean(parts[i]!, `extension ${oid} critical`);
       i++;
     }
     const value = want(parts[i], TAG.OCTET_STRING, `extension ${oid} value`).value;
+    if (parts.length !== i + 1) throw new CertificateFormatError(`extension ${oid} has trailing elements`);
     // RFC 5280 §4.2: at most one instance of an extension; two would make "which one" ambiguous.
     if (out.has(oid)) throw new CertificateFormatError(`extension ${oid} appears twice`);
     out.set(oid, { critical, value });
   }
   return out;
+}
+
+/** A BOOLEAN is exactly one octet; an empty one must not read as TRUE (undefined !== 0). */
+function readBoolean(el: DerElement, what: string): boolean {
+  if (el.value.length !== 1)
+    throw new CertificateFormatError(`${what}: BOOLEAN of ${el.value.length} octets`);
+  return el.value[0] !== 0;
 }
 
 function only(value: Uint8Array, tag: number, what: string): DerElement {
@@ -278,7 +302,7 @@ function keyUsageFlags(value: Uint8Array): number {
 function basicConstraintsCa(value: Uint8Array): boolean {
   const parts = readDerChildren(only(value, TAG.SEQUENCE, "basicConstraints").value);
   const first = parts[0];
-  return first !== undefined && first.tag === TAG.BOOLEAN && first.value[0] !== 0;
+  return first !== undefined && first.tag === TAG.BOOLEAN && readBoolean(first, "basicConstraints cA");
 }
 
 function uriSans(value: Uint8Array): string[] {
@@ -302,14 +326,20 @@ export function readCertificate(der: Uint8Array): CertificateFields {
     const top = readDerChildren(want(cert, TAG.SEQUENCE, "certificate").value);
     if (top.length !== 3) throw new CertificateFormatError(`expected 3 elements, found ${top.length}`);
     const [tbsEl, sigAlg, sig] = top;
-    want(sigAlg, TAG.SEQUENCE, "signatureAlgorithm");
+    const sigAlgEl = want(sigAlg, TAG.SEQUENCE, "signatureAlgorithm");
+    const signatureAlgorithm = decodeOid(
+      want(readDerChildren(sigAlgEl.value)[0], TAG.OID, "signatureAlgorithm algorithm").value,
+    );
     want(sig, TAG.BIT_STRING, "signatureValue");
     const tbs = readDerChildren(want(tbsEl, TAG.SEQUENCE, "tbsCertificate").value);
     let i = tbs[0]?.tag === TAG.VERSION ? 1 : 0;
     want(tbs[i++], TAG.INTEGER, "serialNumber");
-    want(tbs[i++], TAG.SEQUENCE, "signature");
+    // RFC 5280 §4.1.1.2: the signed copy of the algorithm must match the outer, unsigned one.
+    if (!sameBytes(want(tbs[i++], TAG.SEQUENCE, "signature").raw, sigAlgEl.raw))
+      throw new CertificateFormatError("signature algorithm differs inside and outside tbsCertificate");
     const issuer = readName(want(tbs[i++], TAG.SEQUENCE, "issuer"), "issuer");
     const validity = readDerChildren(want(tbs[i++], TAG.SEQUENCE, "validity").value);
+    if (validity.length !== 2) throw new CertificateFormatError("validity: expected notBefore and notAfter");
     const subject = readName(want(tbs[i++], TAG.SEQUENCE, "subject"), "subject");
     const spkiEl = want(tbs[i++], TAG.SEQUENCE, "subjectPublicKeyInfo");
     const extEl = tbs.slice(i).find((el) => el.tag === TAG.EXTENSIONS);
@@ -332,6 +362,8 @@ export function readCertificate(der: Uint8Array): CertificateFields {
       subjectKeyId:
         ski === undefined ? undefined : hex(only(ski, TAG.OCTET_STRING, "subjectKeyIdentifier").value),
       authorityKeyId: aki === undefined ? undefined : authorityKeyId(aki),
+      criticalExtensions: [...exts].filter(([, e]) => e.critical).map(([oid]) => oid),
+      signatureAlgorithm,
     };
   } catch (err) {
     if (err instanceof CertificateFormatError) throw err;

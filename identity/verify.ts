@@ -6,7 +6,14 @@
 // Node's X509Certificate checks signatures and certificate.ts reads the
 // extensions, so no certificate library is loaded (the watchdog sidecar's size).
 import { createHash, createPublicKey, X509Certificate, type KeyObject } from "node:crypto";
-import { KeyUsage, OID_OU, nameAttribute, readCertificate, type CertificateFields } from "./certificate.js";
+import {
+  EXTENSION_OID,
+  KeyUsage,
+  OID_OU,
+  nameAttribute,
+  readCertificate,
+  type CertificateFields,
+} from "./certificate.js";
 import { pemCertificatesToDer, splitConcatenatedDer } from "./der.js";
 import type { SpiffeId } from "./spiffe-id.js";
 import { parseSpiffeId, SpiffeIdError } from "./spiffe-id.js";
@@ -144,21 +151,72 @@ function sameName(a: CertificateFields["issuer"], b: CertificateFields["subject"
   return JSON.stringify(a.rdns) === JSON.stringify(b.rdns);
 }
 
+/** Extensions a leaf may mark critical: the ones checked here, plus extKeyUsage (no bus purpose to match). */
+const LEAF_CRITICAL_KNOWN: ReadonlySet<string> = new Set([
+  EXTENSION_OID.basicConstraints,
+  EXTENSION_OID.keyUsage,
+  EXTENSION_OID.subjectAltName,
+  EXTENSION_OID.subjectKeyIdentifier,
+  EXTENSION_OID.authorityKeyIdentifier,
+  EXTENSION_OID.extKeyUsage,
+]);
+
+/** Leaf signature algorithms: ECDSA and RSA with SHA-2, RSASSA-PSS, Ed25519; SHA-1 and MD5 are refused. */
+const LEAF_SIGNATURE_ALGORITHMS: ReadonlySet<string> = new Set([
+  "1.2.840.10045.4.3.2", // ecdsa-with-SHA256
+  "1.2.840.10045.4.3.3", // ecdsa-with-SHA384
+  "1.2.840.10045.4.3.4", // ecdsa-with-SHA512
+  "1.2.840.113549.1.1.11", // sha256WithRSAEncryption
+  "1.2.840.113549.1.1.12", // sha384WithRSAEncryption
+  "1.2.840.113549.1.1.13", // sha512WithRSAEncryption
+  "1.2.840.113549.1.1.10", // RSASSA-PSS
+  "1.3.101.112", // Ed25519
+]);
+
+/**
+ * Node's X509Certificate tries PEM before DER and skips any text before a
+ * BEGIN line, so a DER certificate carrying a CA's PEM inside (in its signature
+ * bits, say) would have OpenSSL check the CA's own signature while the fields
+ * come from the DER. Both parsers must therefore see exactly these bytes:
+ * OpenSSL's re-encoding must be the input, and it must agree on the key.
+ */
+function parseLeaf(der: Uint8Array): { cert: X509Certificate; fields: CertificateFields } {
+  let cert: X509Certificate;
+  let fields: CertificateFields;
+  try {
+    fields = readCertificate(der);
+    cert = new X509Certificate(der);
+  } catch (err) {
+    throw new SvidMalformedError("not a DER X.509 certificate", { cause: err });
+  }
+  if (!Buffer.from(cert.raw).equals(der))
+    throw new SvidMalformedError("OpenSSL read a different certificate out of these bytes");
+  let sameKey: boolean;
+  try {
+    sameKey = cert.publicKey.equals(
+      createPublicKey({ key: Buffer.from(fields.spki), format: "der", type: "spki" }),
+    );
+  } catch (err) {
+    throw new SvidMalformedError("public key is unreadable", { cause: err });
+  }
+  if (!sameKey) throw new SvidMalformedError("OpenSSL and the DER reader disagree on the public key");
+  return { cert, fields };
+}
+
+/** A verified SVID and how long the answer holds: the leaf's window clipped to its CA's. */
+interface Verification {
+  readonly svid: VerifiedSvid;
+  readonly validFromMs: number;
+  readonly validUntilMs: number;
+}
+
 async function verifyAgainst(
   der: Uint8Array,
   anchors: readonly TrustAnchor[],
   trustDomain: string | undefined,
   nowMs: number,
-): Promise<VerifiedSvid> {
-  let cert: X509Certificate;
-  let fields: CertificateFields;
-  try {
-    // OpenSSL's parse first (strict DER), then the fields it does not expose.
-    cert = new X509Certificate(der);
-    fields = readCertificate(der);
-  } catch (err) {
-    throw new SvidMalformedError("not a DER X.509 certificate", { cause: err });
-  }
+): Promise<Verification> {
+  const { cert, fields } = parseLeaf(der);
 
   if (nowMs < fields.notBefore.getTime()) {
     throw new SvidNotYetValidError(
@@ -172,6 +230,10 @@ async function verifyAgainst(
   }
 
   if (fields.isCa) throw new SvidCaLeafError("leaf has CA:true");
+  // RFC 5280 §4.2: a critical extension the verifier does not handle means "do not accept".
+  const unknownCritical = fields.criticalExtensions.filter((oid) => !LEAF_CRITICAL_KNOWN.has(oid));
+  if (unknownCritical.length > 0)
+    throw new SvidMalformedError(`unsupported critical extension ${unknownCritical.join(", ")}`);
   const ku = fields.keyUsage;
   if (ku === undefined || (ku & KeyUsage.digitalSignature) === 0) {
     throw new SvidKeyUsageError("leaf lacks the digitalSignature key usage");
@@ -195,7 +257,9 @@ async function verifyAgainst(
     throw new SvidTrustDomainError(`${id.toString()} is not in trust domain ${trustDomain}`);
   }
 
-  checkIssuedByBundle(cert, fields, anchors, nowMs);
+  if (!LEAF_SIGNATURE_ALGORITHMS.has(fields.signatureAlgorithm))
+    throw new SvidUntrustedError(`signature algorithm ${fields.signatureAlgorithm} is not accepted`);
+  const issuer = checkIssuedByBundle(cert, fields, anchors, nowMs);
 
   let publicKey: CryptoKey;
   try {
@@ -204,12 +268,16 @@ async function verifyAgainst(
     throw new SvidMalformedError("public key is not ECDSA P-256", { cause: err });
   }
   return {
-    id,
-    publicKey,
-    notBefore: fields.notBefore,
-    notAfter: fields.notAfter,
-    fingerprint: sha256Hex(der),
-    role: nameAttribute(fields.subject, OID_OU),
+    svid: {
+      id,
+      publicKey,
+      notBefore: fields.notBefore,
+      notAfter: fields.notAfter,
+      fingerprint: sha256Hex(der),
+      role: nameAttribute(fields.subject, OID_OU),
+    },
+    validFromMs: Math.max(fields.notBefore.getTime(), issuer.fields.notBefore.getTime()),
+    validUntilMs: Math.min(fields.notAfter.getTime(), issuer.fields.notAfter.getTime()),
   };
 }
 
@@ -218,7 +286,7 @@ function checkIssuedByBundle(
   fields: CertificateFields,
   anchors: readonly TrustAnchor[],
   nowMs: number,
-): void {
+): TrustAnchor {
   const authorityKeyId = fields.authorityKeyId;
   const candidates = anchors.filter(
     (a) =>
@@ -232,7 +300,10 @@ function checkIssuedByBundle(
   for (const anchor of candidates) {
     if (nowMs < anchor.fields.notBefore.getTime() || nowMs > anchor.fields.notAfter.getTime()) continue;
     if (!anchor.fields.isCa) continue;
-    if (signedBy(cert, anchor.publicKey)) return;
+    // RFC 5280 §4.2.1.3: a CA whose key usage is stated must be allowed to sign certificates.
+    const ku = anchor.fields.keyUsage;
+    if (ku !== undefined && (ku & KeyUsage.keyCertSign) === 0) continue;
+    if (signedBy(cert, anchor.publicKey)) return anchor;
   }
   throw new SvidUntrustedError(
     `signature does not verify against any valid CA named "${fields.issuer.text}"`,
@@ -262,8 +333,13 @@ export async function verifySvidChain(
   now: Date | number,
   trustDomain?: string,
 ): Promise<SpiffeId> {
-  const verified = await verifyAgainst(certDer, await prepareAnchors(bundle), trustDomain, toMs(now));
-  return verified.id;
+  const verified = await verifyAgainst(
+    new Uint8Array(certDer),
+    await prepareAnchors(bundle),
+    trustDomain,
+    toMs(now),
+  );
+  return verified.svid.id;
 }
 
 export interface SvidVerifierOptions {
@@ -291,7 +367,7 @@ export class SvidVerifier {
   private readonly now: () => number;
   private readonly maxEntries: number;
   private anchors: Promise<TrustAnchor[]>;
-  private readonly cache = new Map<string, VerifiedSvid>();
+  private readonly cache = new Map<string, Verification>();
   private readonly inflight = new Map<string, Promise<VerifiedSvid>>();
   private generation = 0;
   private hits = 0;
@@ -316,14 +392,17 @@ export class SvidVerifier {
     this.generation++;
   }
 
-  async verify(der: Uint8Array): Promise<VerifiedSvid> {
+  async verify(input: Uint8Array): Promise<VerifiedSvid> {
+    // A private copy: the caller's buffer could change between hashing and parsing (an await apart).
+    const der = new Uint8Array(input);
     const fp = sha256Hex(der);
     const nowMs = this.now();
     const hit = this.cache.get(fp);
     if (hit) {
-      if (nowMs <= hit.notAfter.getTime() && nowMs >= hit.notBefore.getTime()) {
+      // The CA's window too: a leaf outliving its CA must not stay trusted from the cache.
+      if (nowMs <= hit.validUntilMs && nowMs >= hit.validFromMs) {
         this.hits++;
-        return hit;
+        return hit.svid;
       }
       this.cache.delete(fp);
     }
@@ -335,7 +414,7 @@ export class SvidVerifier {
       try {
         const verified = await verifyAgainst(der, await this.anchors, this.trustDomain, nowMs);
         if (generation === this.generation) this.remember(fp, verified, nowMs);
-        return verified;
+        return verified.svid;
       } catch (err) {
         this.rejected++;
         throw err;
@@ -351,9 +430,9 @@ export class SvidVerifier {
     return { hits: this.hits, misses: this.misses, rejected: this.rejected, cached: this.cache.size };
   }
 
-  private remember(fp: string, verified: VerifiedSvid, nowMs: number): void {
+  private remember(fp: string, verified: Verification, nowMs: number): void {
     if (this.cache.size >= this.maxEntries) {
-      for (const [key, v] of this.cache) if (v.notAfter.getTime() < nowMs) this.cache.delete(key);
+      for (const [key, v] of this.cache) if (v.validUntilMs < nowMs) this.cache.delete(key);
     }
     while (this.cache.size >= this.maxEntries) {
       const oldest = this.cache.keys().next();

@@ -100,10 +100,22 @@ class Reader {
     return out;
   }
 
+  /** Steps over a varint without its value: an unknown int64/uint64 field may use all 64 bits. */
+  private skipVarint(): void {
+    for (let i = 0; i < 10; i++) {
+      const b = this.bytes[this.at];
+      if (b === undefined)
+        throw new WorkloadApiCodecError(`${this.what}: truncated varint at byte ${this.at}`);
+      this.at++;
+      if ((b & 0x80) === 0) return;
+    }
+    throw new WorkloadApiCodecError(`${this.what}: varint longer than 10 bytes at byte ${this.at}`);
+  }
+
   skip(wire: number, field: number): void {
     switch (wire) {
       case WIRE.VARINT:
-        this.varint();
+        this.skipVarint();
         return;
       case WIRE.I64:
         this.advance(8, field);
@@ -132,7 +144,8 @@ function expectLen(wire: number, what: string, field: string): void {
     throw new WorkloadApiCodecError(`${what}.${field}: wire type ${wire}, expected 2 (length-delimited)`);
 }
 
-const utf8 = new TextDecoder("utf-8", { fatal: true });
+// ignoreBOM keeps a leading U+FEFF in the string (as protobufjs does) instead of silently dropping it.
+const utf8 = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
 
 function text(bytes: Uint8Array, what: string): string {
   try {

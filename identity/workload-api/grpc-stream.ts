@@ -105,37 +105,56 @@ function decodeGrpcMessage(v: string | string[] | undefined): string {
 export class GrpcFrameReader {
   private buffered: Buffer[] = [];
   private size = 0;
+  /** Length of the message being gathered, once its prefix has been read. */
+  private expected: number | undefined;
+  /** After a bad prefix the byte stream has no message boundaries left: every later push fails too. */
+  private failure: GrpcStatusError | undefined;
 
   constructor(private readonly maxMessageBytes = MAX_RECEIVE_MESSAGE_BYTES) {}
 
   /** The messages completed by `chunk`; throws GrpcStatusError on compression or an oversized frame. */
   push(chunk: Buffer): Buffer[] {
+    if (this.failure !== undefined) throw this.failure;
     this.buffered.push(chunk);
     this.size += chunk.length;
     const out: Buffer[] = [];
     for (;;) {
-      if (this.size < 5) return out;
-      const all = this.buffered.length === 1 ? this.buffered[0]! : Buffer.concat(this.buffered);
-      this.buffered = [all];
-      const flag = all[0]!;
-      const length = all.readUInt32BE(1);
-      // We never send grpc-accept-encoding, so a compressed message is a broken server.
-      if (flag !== 0)
-        throw new GrpcStatusError(
-          GrpcStatus.INTERNAL,
-          `compressed message (flag ${flag}) was not negotiated`,
-        );
-      if (length > this.maxMessageBytes)
-        throw new GrpcStatusError(
-          GrpcStatus.RESOURCE_EXHAUSTED,
-          `message of ${length} bytes exceeds the limit of ${this.maxMessageBytes}`,
-        );
-      if (this.size < 5 + length) return out;
-      out.push(all.subarray(5, 5 + length));
-      const rest = all.subarray(5 + length);
+      if (this.expected === undefined) {
+        if (this.size < 5) return out;
+        const head = this.flatten();
+        const flag = head[0]!;
+        const length = head.readUInt32BE(1);
+        // We never send grpc-accept-encoding, so a compressed message is a broken server.
+        if (flag !== 0)
+          this.fail(GrpcStatus.INTERNAL, `compressed message (flag ${flag}) was not negotiated`);
+        if (length > this.maxMessageBytes)
+          this.fail(
+            GrpcStatus.RESOURCE_EXHAUSTED,
+            `message of ${length} bytes exceeds the limit of ${this.maxMessageBytes}`,
+          );
+        this.expected = length;
+      }
+      // Joining chunks only once the whole message is here keeps a large message linear, not quadratic.
+      if (this.size < 5 + this.expected) return out;
+      const all = this.flatten();
+      out.push(all.subarray(5, 5 + this.expected));
+      const rest = all.subarray(5 + this.expected);
       this.buffered = rest.length > 0 ? [rest] : [];
       this.size = rest.length;
+      this.expected = undefined;
     }
+  }
+
+  private flatten(): Buffer {
+    const all = this.buffered.length === 1 ? this.buffered[0]! : Buffer.concat(this.buffered);
+    this.buffered = [all];
+    return all;
+  }
+
+  private fail(code: number, details: string): never {
+    this.failure = new GrpcStatusError(code, details);
+    this.buffered = [];
+    throw this.failure;
   }
 
   /** Bytes of an unfinished message (non-zero at the end of a stream means it was cut). */
@@ -232,8 +251,10 @@ export class UnixGrpcChannel {
     const takeStatus = (headers: IncomingHttpHeaders) => {
       const raw = headers["grpc-status"];
       if (raw === undefined) return;
-      const code = Number(Array.isArray(raw) ? raw[0] : raw);
-      status = Number.isInteger(code) && code >= 0 && code <= 16 ? code : GrpcStatus.UNKNOWN;
+      const text = Array.isArray(raw) ? raw[0] : raw;
+      // Digits only: Number("") is 0, and an empty grpc-status must not read as OK.
+      const code = text !== undefined && /^\d{1,2}$/.test(text) ? Number(text) : -1;
+      status = code >= 0 && code <= 16 ? code : GrpcStatus.UNKNOWN;
       message = decodeGrpcMessage(headers["grpc-message"]);
     };
     stream.on("response", (headers) => {
