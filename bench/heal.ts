@@ -28,7 +28,8 @@ import { WorkloadApiServer } from "../identity/workload-api/index.js";
 import { ensureSchedulingInfra } from "../controllers/common/nats-setup.js";
 import { WATCHDOG_COMMAND, renderWorkload } from "../controllers/dispatcher/fanout/render.js";
 import { BUCKETS, kvKeys, parseBeemeshDeployment, subjects } from "../protocol/index.js";
-import { defaultWatchdogOptions, mulberry32 } from "../controllers/watchdog/logic/index.js";
+import { defaultWatchdogOptions } from "../controllers/watchdog/logic/index.js";
+import { mulberry32 } from "../controllers/watchdog/logic/sim.js";
 
 const execFileP = promisify(execFile);
 const repo = resolve(dirname(fileURLToPath(import.meta.url)), "..");

@@ -1,5 +1,7 @@
 // Public entry of the wire contract: schemas, parsers, subjects, ids,
-// canonical bytes and CRD generation. Import from here, not from the files.
+// canonical bytes and CRD generation. Import from here, not from the files;
+// except crd-yaml.js (js-yaml) and examples.js (fixtures): every sidecar loads
+// this index, and neither is needed at run time.
 export * from "./schema/index.js";
 export * from "./errors.js";
 export { toPlainJson, DEFAULT_JSON_LIMITS } from "./json.js";
@@ -12,6 +14,4 @@ export * from "./subjects.js";
 export * from "./ids.js";
 export * from "./canonical.js";
 export * from "./crd.js";
-export * from "./crd-yaml.js";
-export * from "./examples.js";
 export * from "./task.js";

@@ -5,7 +5,7 @@
 // an SVID directory). SIGTERM/SIGINT stop it gracefully: the pod is going
 // away, so it neither retires nor clones on the way out.
 import { pathToFileURL } from "node:url";
-import { Registry } from "prom-client";
+import { Registry } from "../../protocol/bus/prom-core.js";
 import { createLogger, type LogLevel } from "../common/log.js";
 import { envInt, envLogLevel, envOptional, envOptionalInt, envString, type Env } from "../common/env.js";
 import type { HealthServer } from "../common/health-server.js";

@@ -4,7 +4,7 @@
 // answers, a clock — and carries out what it asks for: signed heartbeats,
 // clone-slot leases in beemesh-leases, clone Tasks into SCHEDULER_TASKS, and
 // the final RemoveRequest to this pod's node agent.
-import { Counter, Gauge, Registry } from "prom-client";
+import { Counter, Gauge, Registry } from "../../protocol/bus/prom-core.js";
 import type { KV, KvEntry } from "@nats-io/kv";
 import { ulid } from "ulid";
 import {
@@ -704,7 +704,8 @@ export class Watchdog {
     try {
       // The dispatcher's record names what this generation runs; the watchdog renders nothing.
       const entry = await this.objects.get(deploymentRecordKey(this.target.ns, this.target.parent));
-      const record = entry !== null && entry.operation === "PUT" ? decodeDispatchRecord(entry.value) : undefined;
+      const record =
+        entry !== null && entry.operation === "PUT" ? decodeDispatchRecord(entry.value) : undefined;
       task = cloneTaskFrom(record, {
         ns: this.target.ns,
         parent: this.target.parent,

@@ -1,6 +1,6 @@
 // The bus's Prometheus metrics, registered once per registry (several buses
 // in one process, as in tests and simulations, share the counters).
-import { Counter, type Registry } from "prom-client";
+import { Counter, type Registry } from "./prom-core.js";
 import { REJECT_REASONS } from "./envelope.js";
 
 export interface BusMetrics {

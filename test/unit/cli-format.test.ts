@@ -1,6 +1,7 @@
 // beemeshctl's output, pure: tables, units, event and node rows, rollout
 // progress, the API's Table rendering, and manifest checking before apply.
-import { EXAMPLE_TS, exampleEvent, exampleNodeStatus, type Event } from "../../protocol/index.js";
+import { type Event } from "../../protocol/index.js";
+import { EXAMPLE_TS, exampleEvent, exampleNodeStatus } from "../../protocol/examples.js";
 import { columnWidths, eventDetails, eventRow, formatRow, EVENT_HEADERS } from "../../cli/commands/events.js";
 import { nodeRow } from "../../cli/commands/nodes.js";
 import { parseManifests, renderTable, resolveResource } from "../../cli/commands/resources.js";

@@ -3,7 +3,8 @@
 import { readFileSync } from "node:fs";
 import { load } from "js-yaml";
 import { CustomResourceDefinition } from "kubernetes-models/apiextensions.k8s.io/v1/CustomResourceDefinition";
-import { buildCrds, crdFileName, crdToYaml } from "../../protocol/index.js";
+import { buildCrds, crdFileName } from "../../protocol/index.js";
+import { crdToYaml } from "../../protocol/crd-yaml.js";
 import type { CustomResourceDefinition as Crd } from "../../protocol/index.js";
 
 const crdsDir = new URL("../../crds/", import.meta.url);

@@ -8,16 +8,6 @@
 import { readFileSync } from "node:fs";
 import { load } from "js-yaml";
 import {
-  exampleBid,
-  exampleEnvelope,
-  exampleEvent,
-  exampleHeartbeat,
-  exampleLease,
-  exampleNodeStatus,
-  exampleProviderRecord,
-  exampleRemoveRequest,
-  exampleStatefulTask,
-  exampleTask,
   parseBeemeshDeployment,
   parseBeemeshStatefulSet,
   parseBid,
@@ -30,6 +20,18 @@ import {
   parseRemoveRequest,
   parseTask,
 } from "../../protocol/index.js";
+import {
+  exampleBid,
+  exampleEnvelope,
+  exampleEvent,
+  exampleHeartbeat,
+  exampleLease,
+  exampleNodeStatus,
+  exampleProviderRecord,
+  exampleRemoveRequest,
+  exampleStatefulTask,
+  exampleTask,
+} from "../../protocol/examples.js";
 import type { Parser } from "../../protocol/index.js";
 
 const ITERATIONS = 10_000;

@@ -4,7 +4,7 @@
 // (never more than replicas + maxSurge pods while every pod reaches the store,
 // or always with strict fencing) and convergence to exactly `replicas` pods of
 // the current template once the faults stop.
-import { mulberry32, WatchdogSim } from "../../controllers/watchdog/logic/index.js";
+import { mulberry32, WatchdogSim } from "../../controllers/watchdog/logic/sim.js";
 
 interface Mode {
   name: string;

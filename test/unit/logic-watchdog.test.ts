@@ -1,11 +1,6 @@
 // Unit tables for the watchdog replica's pure logic (controllers/watchdog/logic).
-import {
-  effectiveStrategy,
-  InMemorySlotStore,
-  parseWatchdogOptions,
-  WatchdogOptionsError,
-  WatchdogReplica,
-} from "../../controllers/watchdog/logic/index.js";
+import { effectiveStrategy, parseWatchdogOptions, WatchdogOptionsError, WatchdogReplica } from "../../controllers/watchdog/logic/index.js";
+import { InMemorySlotStore } from "../../controllers/watchdog/logic/sim.js";
 import type {
   WatchdogAction,
   WatchdogHeartbeat,

@@ -6,11 +6,11 @@ import {
   encodeUlid,
   isUlid,
   parseTask,
-  exampleTask,
   systemUlidSource,
   ulidFactory,
   ulidTime,
 } from "../../protocol/index.js";
+import { exampleTask } from "../../protocol/examples.js";
 
 function fakeSource(start: number, randomFill = 0) {
   let now = start;

@@ -2,16 +2,6 @@
 // names the field and reason the refusal must carry.
 import {
   MESSAGE_PARSERS,
-  exampleBid,
-  exampleEnvelope,
-  exampleEvent,
-  exampleHeartbeat,
-  exampleLease,
-  exampleNodeStatus,
-  exampleProviderRecord,
-  exampleRemoveRequest,
-  exampleStatefulTask,
-  exampleTask,
   isMessageType,
   parseBid,
   parseEnvelope,
@@ -25,6 +15,18 @@ import {
   taskOrdinals,
   taskReplicaCount,
 } from "../../protocol/index.js";
+import {
+  exampleBid,
+  exampleEnvelope,
+  exampleEvent,
+  exampleHeartbeat,
+  exampleLease,
+  exampleNodeStatus,
+  exampleProviderRecord,
+  exampleRemoveRequest,
+  exampleStatefulTask,
+  exampleTask,
+} from "../../protocol/examples.js";
 import type { FieldCause, Parser, Task } from "../../protocol/index.js";
 
 type Obj = Record<string, unknown>;

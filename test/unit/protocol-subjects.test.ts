@@ -12,10 +12,9 @@ import {
   shardOf,
   subjects,
   tokenProblem,
-  EXAMPLE_TASK_ID,
   parseLease,
-  exampleLease,
 } from "../../protocol/index.js";
+import { EXAMPLE_TASK_ID, exampleLease } from "../../protocol/examples.js";
 
 describe("subjects", () => {
   const s = subjects();
