@@ -1,8 +1,9 @@
 // The dispatcher end to end on a real nats-server (TLS, per-role users,
 // JetStream): a BeemeshDeployment created over HTTP becomes exactly N Tasks on
 // SCHEDULER_TASKS naming manifests stored in beemesh-manifests under their
-// sha256; a template change publishes N Tasks of the new generation, a scale-up
-// only the new slots; a second dispatcher adds nothing; a delete retires it.
+// sha256; with no replica running (no node agent here) a template change
+// publishes N Tasks of the new generation, a scale-up only the new slots; a
+// second dispatcher adds nothing; a delete retires it.
 import { createHash } from "node:crypto";
 import { Registry } from "prom-client";
 import type { NatsConnection } from "@nats-io/transport-node";
@@ -174,7 +175,7 @@ describe("dispatcher fan-out through its API", () => {
     expect(pod.metadata.labels[MANIFEST_LABELS.parent]).toBe("web");
   });
 
-  test("a template change publishes N Tasks of generation 2 with a new manifest", async () => {
+  test("with no replica running, a template change publishes N Tasks of generation 2 with a new manifest", async () => {
     const d = started[0]!;
     const patched = await api(
       d,
@@ -207,7 +208,7 @@ describe("dispatcher fan-out through its API", () => {
     expect((await manifests.get(g2[0]!.payload.manifest_ref.key))?.operation).toBe("PUT");
   });
 
-  test("a scale-up publishes Tasks for the new slots only", async () => {
+  test("with no replica running, a scale-up publishes Tasks for the new slots only", async () => {
     const d = started[0]!;
     await api(d, "PATCH", `${NS_PATH}/web`, { spec: { replicas: 5 } }, "application/merge-patch+json");
     expect(await reconciledTo("Deployment/default/web", 3)).toMatchObject({

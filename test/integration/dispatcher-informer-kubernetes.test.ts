@@ -200,7 +200,7 @@ test("a CR created in the cluster is published by the informer-driven dispatcher
   expect(status).toMatchObject({ replicas: 1, readyReplicas: 1, updatedReplicas: 1, selector: "app=shop" });
 });
 
-test("a scale through the cluster publishes only the new slots; a delete retires the workload and its KV copy", async () => {
+test("a scale through the cluster is left to the live watchdog; a delete retires the workload and its KV copy", async () => {
   const res = await fetch(`${cluster.url}${NS_PATH}/shop`, {
     method: "PATCH",
     headers: { "content-type": "application/merge-patch+json" },
@@ -211,8 +211,10 @@ test("a scale through the cluster publishes only the new slots; a delete retires
     () => reconciled.find((r) => r.key === "Deployment/default/shop" && r.result.generation === 2)?.result,
     { timeoutMs: 15_000, what: "reconcile of generation 2" },
   );
-  expect(scaled).toMatchObject({ reason: "scaled-up", published: 1 });
-  expect(await tasksOf("shop")).toHaveLength(3);
+  // shop-a runs (its provider record): its watchdog clones the new replica, the dispatcher only records it.
+  expect(scaled).toMatchObject({ reason: "scaled-up", published: 0, byWatchdogs: true, live: 1 });
+  expect(scaled.record).toMatchObject({ generation: 2, replicas: 3, next: 3 });
+  expect(await tasksOf("shop")).toHaveLength(2);
   // Status writes (same generation) caused no further fan-out.
   expect(reconciled.filter((r) => r.key === "Deployment/default/shop")).toHaveLength(2);
 

@@ -20,6 +20,7 @@ import {
   recordKey,
   type DispatchRecord,
   type FanoutHooks,
+  type LiveReplicas,
   type RecordRef,
   type RecordStore,
 } from "../../controllers/dispatcher/fanout/index.js";
@@ -100,7 +101,12 @@ function world(): World {
 let clock = 1_800_000_000_000;
 function fanout(
   w: World,
-  extra: { hooks?: FanoutHooks; checkpointEvery?: number; publishConcurrency?: number } = {},
+  extra: {
+    hooks?: FanoutHooks;
+    checkpointEvery?: number;
+    publishConcurrency?: number;
+    liveReplicas?: LiveReplicas;
+  } = {},
 ): Fanout {
   let n = 0;
   return new Fanout({
@@ -192,7 +198,7 @@ describe("fan-out of a BeemeshDeployment", () => {
     expect(w.stream.attempts).toBe(3);
   });
 
-  it("scale up publishes only the new slots; a template change publishes N for the new generation; scale down none", async () => {
+  it("with no replica alive: scale up publishes only the new slots; a template change N for the new generation; scale down none", async () => {
     const w = world();
     const f = fanout(w);
     await f.reconcile(deployment(1, 3));
@@ -285,6 +291,140 @@ describe("fan-out of a BeemeshDeployment", () => {
     d.metadata.deletionTimestamp = "2026-01-01T00:00:10Z";
     expect(await fanout(w).reconcile(d)).toMatchObject({ reason: "deleting", published: 0 });
     expect(w.stream.attempts).toBe(0);
+  });
+});
+
+describe("later generations of a BeemeshDeployment with live watchdogs", () => {
+  const running = (w: World, n: number) => {
+    w.providers = w.providers.filter((p) => p.parent !== "web");
+    for (let i = 0; i < n; i++) w.providers.push(provider("Deployment", "web", `web-${i}`, `node-${i}`));
+  };
+
+  it("create -> template change -> scale: Tasks only at creation; the record follows every generation", async () => {
+    const w = world();
+    const f = fanout(w);
+    expect(await f.reconcile(deployment(1, 3))).toMatchObject({ reason: "new", published: 3 });
+    running(w, 3);
+    const changed = await f.reconcile(deployment(2, 3, "localhost/app:2"));
+    expect(changed).toMatchObject({
+      reason: "template-changed",
+      published: 0,
+      byWatchdogs: true,
+      live: 3,
+    });
+    // The watchdogs' clones read the new manifest from the record: stored, and named there.
+    const manifest = changed.record!.manifests[0]!;
+    expect(w.manifests.stored.has(manifest.key)).toBe(true);
+    expect(manifest.key).not.toBe(w.stream.accepted[0]!.manifest_ref.key);
+    expect(changed.record).toMatchObject({
+      generation: 2,
+      template_generation: 2,
+      replicas: 3,
+      first: 3,
+      next: 3,
+    });
+    expect(changed.record!.task).toBeDefined();
+    expect(await f.reconcile(deployment(3, 5, "localhost/app:2"))).toMatchObject({
+      reason: "scaled-up",
+      published: 0,
+      byWatchdogs: true,
+    });
+    expect(await f.reconcile(deployment(4, 1, "localhost/app:2"))).toMatchObject({
+      reason: "scaled-down",
+      published: 0,
+    });
+    expect(w.stream.accepted).toHaveLength(3);
+    expect([...w.records.map.values()][0]!.record).toMatchObject({
+      generation: 4,
+      replicas: 1,
+      next: 1,
+      template_generation: 2,
+    });
+    // Level-based: the same generation again changes nothing.
+    expect(await f.reconcile(deployment(4, 1, "localhost/app:2"))).toMatchObject({ reason: "up-to-date" });
+  });
+
+  it("scale to 0 -> scale to 3 publishes 3 Tasks, even while the old pods are still on their way out", async () => {
+    const w = world();
+    const f = fanout(w);
+    await f.reconcile(deployment(1, 2));
+    running(w, 2);
+    expect(await f.reconcile(deployment(2, 0))).toMatchObject({ reason: "scaled-down", published: 0 });
+    // Their provider records linger until their nodes removed them; every watchdog retires on seeing 0.
+    const up = await f.reconcile(deployment(3, 3));
+    expect(up).toMatchObject({ reason: "scaled-up", published: 3, byWatchdogs: false });
+    expect(w.stream.accepted.filter((t) => t.generation === 3)).toHaveLength(3);
+    expect(up.record).toMatchObject({ generation: 3, first: 0, next: 3 });
+    // Once they run, the next change is theirs again.
+    running(w, 3);
+    expect(await f.reconcile(deployment(4, 3, "localhost/app:2"))).toMatchObject({
+      published: 0,
+      byWatchdogs: true,
+    });
+  });
+
+  it("with every replica gone (no record, or failed ones) the dispatcher publishes the change itself", async () => {
+    const w = world();
+    const f = fanout(w);
+    await f.reconcile(deployment(1, 3));
+    running(w, 3);
+    for (const p of w.providers) p.state = "failed";
+    expect(await f.reconcile(deployment(2, 3, "localhost/app:2"))).toMatchObject({
+      reason: "template-changed",
+      published: 3,
+      byWatchdogs: false,
+      live: 0,
+    });
+    w.providers.length = 0;
+    expect(await f.reconcile(deployment(3, 4, "localhost/app:2"))).toMatchObject({
+      reason: "scaled-up",
+      published: 1,
+      live: 0,
+    });
+  });
+
+  it("counts live replicas only when a later generation needs it, through the port it is given", async () => {
+    const w = world();
+    const asked: string[] = [];
+    let live = 2;
+    const f = fanout(w, {
+      liveReplicas: {
+        count: async (kind, ns, parent) => {
+          asked.push(`${kind}/${ns}/${parent}`);
+          return live;
+        },
+      },
+    });
+    await f.reconcile(deployment(1, 2));
+    await f.reconcile(deployment(1, 2));
+    await f.reconcile(statefulSet(1, 1));
+    await f.reconcile(statefulSet(2, 2));
+    expect(asked).toEqual([]);
+    expect(await f.reconcile(deployment(2, 4))).toMatchObject({ published: 0, byWatchdogs: true });
+    expect(asked).toEqual(["Deployment/default/web"]);
+    // None left: the new slot gets a Task, and its watchdog clones what else is missing.
+    live = 0;
+    expect(await f.reconcile(deployment(3, 5))).toMatchObject({ published: 1, byWatchdogs: false });
+  });
+
+  it("a census that fails fails the reconcile before anything is recorded (the queue retries it)", async () => {
+    const w = world();
+    const failure = new Error("kv down");
+    let fail = false;
+    const f = fanout(w, {
+      liveReplicas: {
+        count: async () => {
+          if (fail) throw failure;
+          return 1;
+        },
+      },
+    });
+    await f.reconcile(deployment(1, 2));
+    fail = true;
+    await expect(f.reconcile(deployment(2, 2, "localhost/app:2"))).rejects.toBe(failure);
+    expect([...w.records.map.values()][0]!.record.generation).toBe(1);
+    fail = false;
+    expect(await f.reconcile(deployment(2, 2, "localhost/app:2"))).toMatchObject({ byWatchdogs: true });
   });
 });
 

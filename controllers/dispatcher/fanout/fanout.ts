@@ -2,7 +2,9 @@
 // rendered manifests, then publish the Tasks its plan calls for, recording
 // progress in a dispatch record so any dispatcher, restarted or not, carries on
 // where the last stopped. Re-publishing is safe: task ids are deterministic and
-// the stream drops a repeated Nats-Msg-Id within its dedup window.
+// the stream drops a repeated Nats-Msg-Id within its dedup window. A later
+// generation of a Deployment with live replicas is only recorded: its
+// watchdogs scale and roll it (DESIGN §4).
 import {
   deterministicTaskId,
   shardOf,
@@ -13,9 +15,19 @@ import {
   type WorkloadKind,
 } from "../../../protocol/index.js";
 import type { Logger } from "../../common/log.js";
-import { planFanout, type DispatchRecord, type FanoutPlan, type PlanReason } from "./plan.js";
+import {
+  needsCensus,
+  planFanout,
+  type DispatchRecord,
+  type FanoutPlan,
+  type FanoutTarget,
+  type PlanReason,
+  type ReplicaCensus,
+} from "./plan.js";
 import {
   RecordConflictError,
+  liveReplicasFrom,
+  type LiveReplicas,
   type EventPublisher,
   type ManifestWriter,
   type PodRemover,
@@ -46,6 +58,12 @@ export interface FanoutOptions {
   records: RecordStore;
   /** Needed to remove StatefulSet members on scale-down and pods of deleted workloads. */
   providers?: ProviderDirectory;
+  /**
+   * A Deployment's live pods, asked when a later generation comes (its watchdogs
+   * act on it when any live). Default: from `providers`; with neither, none are
+   * known and the fan-out publishes as for a Deployment with no replica alive.
+   */
+  liveReplicas?: LiveReplicas;
   remover?: PodRemover;
   events?: EventPublisher;
   render: RenderOptions;
@@ -69,6 +87,10 @@ export interface ReconcileResult {
   readonly published: number;
   readonly duplicates: number;
   readonly removed: number;
+  /** The Deployment's live watchdogs carry this generation out (nothing published). */
+  readonly byWatchdogs: boolean;
+  /** Live replicas counted for the plan, when it needed a count. */
+  readonly live?: number;
   /** The dispatch record after this reconcile (absent for an object being deleted). */
   readonly record?: DispatchRecord;
 }
@@ -105,6 +127,7 @@ export class Fanout {
   private readonly subjects: ReturnType<typeof subjects>;
   private readonly concurrency: number;
   private readonly checkpointEvery: number;
+  private readonly liveReplicas: LiveReplicas | undefined;
 
   constructor(opts: FanoutOptions) {
     if (!Number.isSafeInteger(opts.shards) || opts.shards < 1)
@@ -113,22 +136,40 @@ export class Fanout {
     this.subjects = subjects(opts.prefix);
     this.concurrency = Math.max(1, opts.publishConcurrency ?? 32);
     this.checkpointEvery = Math.max(1, opts.checkpointEvery ?? 256);
+    this.liveReplicas = opts.liveReplicas ?? (opts.providers ? liveReplicasFrom(opts.providers) : undefined);
   }
 
   /** Level-based: brings the published Tasks of `w` up to its current generation. */
   async reconcile(w: Workload): Promise<ReconcileResult> {
     const generation = w.metadata.generation ?? 1;
     if (w.metadata.deletionTimestamp !== undefined) {
-      return { reason: "deleting", generation, published: 0, duplicates: 0, removed: 0 };
+      return { reason: "deleting", generation, published: 0, duplicates: 0, removed: 0, byWatchdogs: false };
     }
     const r = renderWorkload(w, this.o.render);
     const ref: RecordRef = { kind: r.kind, ns: r.ns, name: r.name };
     const log = this.o.logger.child({ workload: workloadKey(ref), generation });
     let stored = await this.o.records.get(ref);
-    const plan = planFanout(
-      { kind: r.kind, uid: r.uid, generation, replicas: r.replicas, templateHash: r.templateHash },
-      stored?.record,
-    );
+    const target: FanoutTarget = {
+      kind: r.kind,
+      uid: r.uid,
+      generation,
+      replicas: r.replicas,
+      templateHash: r.templateHash,
+    };
+    // Manifests first: a node that receives a Task must find its manifest. A plan
+    // that needs a census always writes, so the manifests are stored meanwhile:
+    // the watchdogs wait for this generation's record to clone.
+    let census: ReplicaCensus | undefined;
+    let manifestsStored = false;
+    if (needsCensus(target, stored?.record) && this.liveReplicas !== undefined) {
+      const [live] = await Promise.all([
+        this.liveReplicas.count(r.kind, r.ns, r.name),
+        this.storeManifests(r),
+      ]);
+      census = { live };
+      manifestsStored = true;
+    }
+    const plan = planFanout(target, stored?.record, census);
     if (!plan.writeRecord) {
       log.debug("fan-out: nothing to do", { reason: plan.reason });
       return {
@@ -137,11 +178,11 @@ export class Fanout {
         published: 0,
         duplicates: 0,
         removed: 0,
+        byWatchdogs: false,
         ...(stored ? { record: stored.record } : {}),
       };
     }
-    // Manifests first: a node that receives a Task must find its manifest.
-    for (const m of r.manifests) await this.o.manifests.storeManifest(m.key, m.bytes);
+    if (!manifestsStored) await this.storeManifests(r);
     await this.o.hooks?.afterManifestsStored?.(r);
 
     const removed =
@@ -185,14 +226,35 @@ export class Fanout {
       }
     }
     const saved = await this.saveRecord(base(plan.to), stored, plan, log);
-    log.info("fan-out: published", {
+    if (plan.byWatchdogs) {
+      log.info("fan-out: recorded; the live watchdogs carry it out", {
+        reason: plan.reason,
+        live: census?.live,
+      });
+    } else {
+      log.info("fan-out: published", {
+        reason: plan.reason,
+        slots: `${plan.from}..${plan.to}`,
+        published,
+        duplicates,
+        removed,
+        ...(census ? { live: census.live } : {}),
+      });
+    }
+    return {
       reason: plan.reason,
-      slots: `${plan.from}..${plan.to}`,
+      generation,
       published,
       duplicates,
       removed,
-    });
-    return { reason: plan.reason, generation, published, duplicates, removed, record: saved.record };
+      byWatchdogs: plan.byWatchdogs,
+      ...(census ? { live: census.live } : {}),
+      record: saved.record,
+    };
+  }
+
+  private async storeManifests(r: RenderedWorkload): Promise<void> {
+    for (const m of r.manifests) await this.o.manifests.storeManifest(m.key, m.bytes);
   }
 
   /**

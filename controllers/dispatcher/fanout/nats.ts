@@ -2,7 +2,7 @@
 // their JetStream streams, manifests and dispatch records in KV, provider
 // records read from KV, removals asked of node agents over request/reply.
 import { JetStreamApiCodes, JetStreamApiError } from "@nats-io/jetstream";
-import type { KV } from "@nats-io/kv";
+import { Bucket, type KV, type KvEntry } from "@nats-io/kv";
 import {
   nameToken,
   parseProviderRecord,
@@ -15,6 +15,7 @@ import {
 } from "../../../protocol/index.js";
 import type { Bus } from "../../../protocol/bus/index.js";
 import { requestRemove } from "../../scheduler-bidder/node-api.js";
+import { FanoutError } from "./fanout.js";
 import type { DispatchRecord } from "./plan.js";
 import {
   RECORD_KEY_PREFIX,
@@ -141,15 +142,29 @@ function unreadable(ref: RecordRef): DispatchRecord {
 
 const KIND_TOKEN: Record<WorkloadKind, string> = { Deployment: "deployment", StatefulSet: "statefulset" };
 
-/** Provider records of one workload: keys `<kind>.<ns>.<parent>.*` in beemesh-providers. */
+/**
+ * Provider records of one workload: keys `<kind>.<ns>.<parent>.*` in
+ * beemesh-providers. The keys come from the stream's subject list, not
+ * `kv.keys()`: its consumer never ends when the keys it counted are deleted
+ * before it delivers them (nats.js 3.4, seen while a scale to 0 removed pods),
+ * which would hold the workload's reconciles forever.
+ */
 export function kvProviderDirectory(kv: KV): ProviderDirectory {
+  if (!(kv instanceof Bucket)) throw new FanoutError("kvProviderDirectory needs a JetStream KV bucket");
+  const bucket = kv;
   return {
     async list(kind: WorkloadKind, ns: string, parent: string): Promise<ProviderRecord[]> {
-      const keys: string[] = [];
-      for await (const k of await kv.keys(`${KIND_TOKEN[kind]}.${ns}.${nameToken(parent)}.*`)) keys.push(k);
+      const filter = `${bucket.prefix}.${KIND_TOKEN[kind]}.${ns}.${nameToken(parent)}.*`;
+      const info = await bucket.jsm.streams.info(bucket.stream, { subjects_filter: filter });
+      const keys = Object.keys(info.state.subjects ?? {}).map((s) => s.slice(bucket.prefix.length + 1));
+      // Read in parallel batches: a reconcile waits on this before it records a new generation.
+      const entries: Array<KvEntry | null> = [];
+      for (let i = 0; i < keys.length; i += 64) {
+        entries.push(...(await Promise.all(keys.slice(i, i + 64).map((k) => bucket.get(k)))));
+      }
       const out: ProviderRecord[] = [];
-      for (const k of keys) {
-        const e = await kv.get(k);
+      // A deleted key stays a subject (its delete marker) until the bucket's TTL.
+      for (const e of entries) {
         if (!e || e.operation !== "PUT") continue;
         let raw: unknown;
         try {

@@ -45,6 +45,15 @@ export interface FanoutTarget {
   templateHash: string;
 }
 
+/**
+ * What the dispatcher knows of a Deployment's pods when a later generation
+ * comes: how many some node reports starting or running. Each such pod runs a
+ * watchdog, which reads the new spec from the object and acts on it.
+ */
+export interface ReplicaCensus {
+  live: number;
+}
+
 export type PlanReason =
   "new" | "resume" | "template-changed" | "scaled-up" | "scaled-down" | "unchanged" | "up-to-date" | "stale";
 
@@ -59,6 +68,8 @@ export interface FanoutPlan {
   removeOrdinalsFrom?: number;
   /** Whether the stored record must be rewritten (false: nothing changed at all). */
   writeRecord: boolean;
+  /** The Deployment's live watchdogs carry this generation out; the dispatcher only records it. */
+  byWatchdogs: boolean;
 }
 
 export function isComplete(r: Pick<DispatchRecord, "next" | "replicas">): boolean {
@@ -66,19 +77,53 @@ export function isComplete(r: Pick<DispatchRecord, "next" | "replicas">): boolea
 }
 
 /**
+ * Whether the plan depends on a census: a later generation of a Deployment
+ * that had replicas. A new object, a resumed generation and a Deployment
+ * scaled to zero (every watchdog retires on seeing 0) are planned without one.
+ */
+export function needsCensus(
+  target: Pick<FanoutTarget, "kind" | "uid" | "generation">,
+  record: DispatchRecord | undefined,
+): boolean {
+  return (
+    target.kind === "Deployment" &&
+    record !== undefined &&
+    record.uid === target.uid &&
+    record.generation < target.generation &&
+    record.replicas > 0
+  );
+}
+
+/**
  * Cases, for generation g with N replicas and template hash H:
- * - no record, or one for another uid: publish [0, N).
+ * - no record, or one for another uid: publish [0, N) (the initial fan-out).
  * - a record for a later generation: our view is stale; do nothing.
  * - a record for g: publish what is missing, [next, N).
- * - a record for an earlier generation with hash H: only the replica count
- *   changed; publish the new slots [covered, N) (scale up), none on scale down
- *   (the watchdogs retire the surplus; StatefulSet members above N are removed).
- * - a record for an earlier generation with another hash: a Deployment gets N
- *   Tasks of the new generation (the watchdogs retire the old template); a
- *   StatefulSet is replaced in place by its Raft group, member by member, so
- *   only new ordinals get Tasks.
+ * - a record for an earlier generation of a Deployment whose watchdogs live
+ *   (census.live > 0, and the record's replicas > 0): no Tasks. The watchdogs
+ *   read the spec from the object and scale or roll (maxSurge/maxUnavailable)
+ *   behind clone-slot leases, cloning from this record's manifests; Tasks of
+ *   ours would only add pods beyond replicas + maxSurge. The record moves to
+ *   g with `next` = N.
+ * - otherwise an earlier generation with hash H: only the replica count
+ *   changed; publish the new slots [covered, N) (scale up; after a scale to
+ *   zero covered is 0, so all N), none on scale down (StatefulSet members
+ *   above N are removed).
+ * - otherwise another hash: a Deployment with no replica alive gets N Tasks
+ *   of the new generation; a StatefulSet is replaced in place by its Raft
+ *   group, member by member, so only new ordinals get Tasks.
+ * Race bound: a Deployment's pod, clone or not, holds a clone slot of
+ * [0, N + maxSurge) or retires once live peers hold them all. A census that
+ * misses replicas (scheduled, not started yet) costs pods that retire at once,
+ * never more slot holders than N + maxSurge; one that counts replicas already
+ * gone (a node lost within the provider TTL) leaves the change to nobody until
+ * the next generation.
  */
-export function planFanout(target: FanoutTarget, record: DispatchRecord | undefined): FanoutPlan {
+export function planFanout(
+  target: FanoutTarget,
+  record: DispatchRecord | undefined,
+  census?: ReplicaCensus,
+): FanoutPlan {
   const { uid, generation, replicas: n, templateHash: hash } = target;
   const fresh = (from: number, reason: PlanReason, templateGeneration = generation): FanoutPlan => ({
     reason,
@@ -94,39 +139,48 @@ export function planFanout(target: FanoutTarget, record: DispatchRecord | undefi
       next: Math.max(from, n),
     },
     writeRecord: true,
+    byWatchdogs: false,
   });
   if (record === undefined || record.uid !== uid) return fresh(0, "new");
   if (record.generation > generation) {
-    return { reason: "stale", from: 0, to: 0, record: strip(record), writeRecord: false };
+    return { reason: "stale", from: 0, to: 0, record: strip(record), writeRecord: false, byWatchdogs: false };
   }
   if (record.generation === generation) {
     if (record.next >= n)
-      return { reason: "up-to-date", from: n, to: n, record: strip(record), writeRecord: false };
+      return {
+        reason: "up-to-date",
+        from: n,
+        to: n,
+        record: strip(record),
+        writeRecord: false,
+        byWatchdogs: false,
+      };
     return {
       ...fresh(record.next, "resume", record.template_generation),
       record: { ...strip(record), replicas: n, next: n },
     };
   }
   const covered = Math.min(record.next, record.replicas);
-  const removeOrdinalsFrom = target.kind === "StatefulSet" && record.replicas > n ? n : undefined;
-  const withRemoval = (p: FanoutPlan): FanoutPlan =>
-    removeOrdinalsFrom !== undefined ? { ...p, removeOrdinalsFrom } : p;
-  if (record.template_hash === hash || target.kind === "StatefulSet") {
-    const templateGeneration = record.template_hash === hash ? record.template_generation : generation;
-    const reason: PlanReason =
-      record.template_hash !== hash
-        ? "template-changed"
-        : n > record.replicas
-          ? "scaled-up"
-          : n < record.replicas
-            ? "scaled-down"
-            : covered < n
-              ? "resume"
-              : "unchanged";
-    if (n > covered) return withRemoval(fresh(covered, reason, templateGeneration));
-    return withRemoval({ ...fresh(n, reason, templateGeneration), from: n, to: n });
+  const sameTemplate = record.template_hash === hash;
+  const templateGeneration = sameTemplate ? record.template_generation : generation;
+  const reason: PlanReason = !sameTemplate
+    ? "template-changed"
+    : n > record.replicas
+      ? "scaled-up"
+      : n < record.replicas
+        ? "scaled-down"
+        : covered < n
+          ? "resume"
+          : "unchanged";
+  // fresh(n) publishes nothing and moves the record to this generation.
+  const plan = fresh(n > covered ? covered : n, reason, templateGeneration);
+  if (target.kind === "Deployment") {
+    if (needsCensus(target, record) && (census?.live ?? 0) > 0) {
+      return { ...fresh(n, reason, templateGeneration), byWatchdogs: true };
+    }
+    return sameTemplate ? plan : fresh(0, reason);
   }
-  return fresh(0, "template-changed");
+  return record.replicas > n ? { ...plan, removeOrdinalsFrom: n } : plan;
 }
 
 function strip(r: DispatchRecord): FanoutPlan["record"] {

@@ -52,6 +52,21 @@ export interface ProviderDirectory {
   list(kind: WorkloadKind, ns: string, parent: string): Promise<ProviderRecord[]>;
 }
 
+/** Pods some node reports starting or running; each runs a watchdog that can act on a new spec. */
+export interface LiveReplicas {
+  count(kind: WorkloadKind, ns: string, parent: string): Promise<number>;
+}
+
+/** The count from provider records: KV, so right after a dispatcher restart too (heartbeats need an interval). */
+export function liveReplicasFrom(providers: ProviderDirectory): LiveReplicas {
+  return {
+    async count(kind, ns, parent) {
+      const pods = await providers.list(kind, ns, parent);
+      return pods.filter((p) => p.state === "starting" || p.state === "running").length;
+    },
+  };
+}
+
 export interface PodRemover {
   /** Asks a node agent to remove one pod; resolves once it answered, rejects otherwise. */
   remove(nodeId: string, req: RemoveRequest): Promise<void>;
