@@ -6,7 +6,7 @@
 //     `replicas` pods again without the crashed one, every watchdog running.
 //   - node loss: a node agent and all its pods vanish; heal = the same, per
 //     Deployment that had a pod there.
-// Then the footprint: one real watchdog process (built with tsc, started with
+// Then the footprint: one real watchdog process (the bundle, started with
 // the command the dispatcher renders) idles for ~30 s beside a nats-server:
 // its VmRSS and CPU time from /proc, against the floors (60 MB, 1 %).
 // Node-loss rounds are spaced by the clone-slot TTL, so a lost pod's slot has
@@ -27,6 +27,7 @@ import { spiffeId } from "../identity/spiffe-id.js";
 import { WorkloadApiServer } from "../identity/workload-api/index.js";
 import { ensureSchedulingInfra } from "../controllers/common/nats-setup.js";
 import { WATCHDOG_COMMAND, renderWorkload } from "../controllers/dispatcher/fanout/render.js";
+import { bundleSidecars } from "../hack/bundle-sidecars.js";
 import { BUCKETS, kvKeys, parseBeemeshDeployment, subjects } from "../protocol/index.js";
 import { defaultWatchdogOptions } from "../controllers/watchdog/logic/index.js";
 import { mulberry32 } from "../controllers/watchdog/logic/sim.js";
@@ -202,24 +203,13 @@ async function nodeLossBench(): Promise<{ samples: number[]; nodesLost: number }
 
 // ------------------------------------------------------------ idle process ---
 
+/** The sidecar as the image carries it: the bundle npm run build makes (hack/bundle-sidecars.ts). */
 async function buildWatchdog(): Promise<string> {
   const out = join(repo, "node_modules/.cache/beemesh-bench/dist");
   await rm(out, { recursive: true, force: true });
-  // tsc emits even when someone else's file in the tree has a type error; only the watchdog's tree matters.
-  await execFileP(
-    join(repo, "node_modules/.bin/tsc"),
-    ["-p", join(repo, "tsconfig.build.json"), "--outDir", out, "--sourceMap", "false"],
-    {
-      cwd: repo,
-      timeout: 180_000,
-    },
-  ).catch((err: unknown) => {
-    process.stderr.write(
-      `tsc reported errors (emitting anyway): ${String((err as { stdout?: string }).stdout ?? err).slice(0, 2000)}\n`,
-    );
-  });
-  // No workload.proto: the sidecar's Workload API client has its codec in code (identity/workload-api/codec.ts).
-  return join(out, "controllers/watchdog/main.js");
+  const [watchdog] = await bundleSidecars(out);
+  if (watchdog === undefined) throw new Error("bench: no watchdog bundle");
+  return watchdog;
 }
 
 function procStat(pid: number): Promise<{ cpuTicks: number }> {
@@ -388,7 +378,7 @@ async function footprintBench(): Promise<Record<string, unknown>> {
       );
       return {
         node: process.version,
-        build: "tsc (tsconfig.build.json)",
+        build: "bundle (hack/bundle-sidecars.ts)",
         identity: "SPIFFE Workload API socket (gRPC), as the node agent mounts it",
         heartbeat_interval_ms: 1000,
         floors: FLOORS,

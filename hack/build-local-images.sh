@@ -183,6 +183,12 @@ controllers_rootfs() {
     head -n 40 "$WORK/build.log" >&2
     exit 1
   fi
+  # The sidecars run from bundles (hack/bundle-sidecars.ts), as npm run build makes them.
+  if ! npx --no-install tsx hack/bundle-sidecars.ts --outdir "$app/dist" >>"$WORK/build.log" 2>&1; then
+    echo "build-local-images: bundling the sidecars failed (full log: $WORK/build.log):" >&2
+    tail -n 40 "$WORK/build.log" >&2
+    exit 1
+  fi
   # tsc copies no assets; the Workload API's .proto is loaded at run time.
   while read -r f; do
     install -D -m 0644 "$f" "$app/dist/$f"

@@ -126,7 +126,7 @@ describe("rendering a BeemeshDeployment", () => {
     expect(sidecar.name).toBe("beemesh-watchdog");
     expect(sidecar.image).toBe(DEFAULT_SIDECAR_IMAGE);
     expect(sidecar.command?.[0]).toBe("node");
-    expect(sidecar.command?.at(-1)).toBe("/app/dist/controllers/watchdog/main.js");
+    expect(sidecar.command?.at(-1)).toBe("/app/dist/sidecars/watchdog/main.mjs");
     expect(envOf(sidecar)).toEqual({
       BEEMESH_NAMESPACE: "shop",
       BEEMESH_PARENT: "web",

@@ -33,20 +33,23 @@ import { cloneJson } from "../store/common.js";
 
 export const DEFAULT_SIDECAR_IMAGE = "localhost/beemesh/controllers:latest";
 /**
- * The watchdog runs in every pod, so its node is set for footprint: V8's
- * interpreter only (no JIT tiers: their code and compiler pages), a 1 MB young
- * generation, and an old-space cap that keeps the process within its 96Mi
- * limit; idle RSS ~96 -> ~74 MB, CPU no higher (bench/heal.ts). Not --jitless:
- * that also removes WebAssembly, which node's built-in HTTP client (undici) needs.
+ * The watchdog runs in every pod, so it is built and started for footprint: a
+ * bundle (hack/bundle-sidecars.ts) instead of ~400 modules; node without its
+ * built-in startup snapshot (deserializing it touches more pages than this
+ * small program needs); V8's interpreter only (no JIT tiers: their code and
+ * compiler pages); a 1 MB young generation and an old-space cap within the
+ * 96Mi limit. Idle RSS ~96 -> ~58 MB, CPU no higher (bench/heal.ts). Not
+ * --jitless: that also removes WebAssembly, which node's fetch (undici) needs.
  */
 export const WATCHDOG_COMMAND: readonly string[] = [
   "node",
+  "--no-node-snapshot",
   "--max-semi-space-size=1",
   "--max-old-space-size=40",
   "--no-opt",
   "--no-maglev",
   "--no-sparkplug",
-  "/app/dist/controllers/watchdog/main.js",
+  "/app/dist/sidecars/watchdog/main.mjs",
 ];
 export const RAFT_COMMAND: readonly string[] = ["node", "/app/dist/controllers/raft-member/main.js"];
 export const DEFAULT_DATA_ROOT = "/var/lib/beemesh/data";
