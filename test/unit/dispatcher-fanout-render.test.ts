@@ -185,8 +185,8 @@ describe("rendering a BeemeshDeployment", () => {
       parent_uid: "uid-web-1",
       generation: 1,
       manifest_ref: { key: m.key, sha256: m.sha256 },
-      // 50m app + 50m sidecar; 16Mi app + 96Mi sidecar; 8080 is a host port on the host network.
-      reqs: { cpu_millis: 100, memory_bytes: 112 * 1024 * 1024, ports: [{ port: 8080, protocol: "TCP" }] },
+      // 50m app + 100m sidecar; 16Mi app + 96Mi sidecar; 8080 is a host port on the host network.
+      reqs: { cpu_millis: 150, memory_bytes: 112 * 1024 * 1024, ports: [{ port: 8080, protocol: "TCP" }] },
       qos: "Burstable",
       priority: 0,
       attempt: 0,
