@@ -15,6 +15,26 @@ export class CloneSourceError extends Error {
   }
 }
 
+/**
+ * Where the record stands against the object the clone is for, when it cannot
+ * serve it yet: not written, of another instance of the name (a re-created
+ * Deployment whose record the dispatcher has not written), behind (an older
+ * generation with another template: a rollout the dispatcher has not recorded
+ * yet), or ahead (our view of the object is the stale one).
+ */
+export type RecordLag = "missing" | "other-instance" | "behind" | "ahead";
+
+/** The record cannot serve this clone yet; the dispatcher (or our object watch) may catch up. */
+export class RecordLagError extends CloneSourceError {
+  override name = "RecordLagError";
+  constructor(
+    readonly lag: RecordLag,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
 /** Key of a Deployment's dispatch record in beemesh-objects. */
 export function deploymentRecordKey(ns: string, name: string): string {
   return recordKey({ kind: "Deployment", ns, name });
@@ -39,6 +59,8 @@ export interface CloneRequest {
   parentUid: string;
   /** The template the replica logic wants cloned (the object's current one). */
   templateHash: string;
+  /** The object's generation (tells a record behind the object from one ahead of it). */
+  generation: number;
   taskId: string;
   /** Extra hints (clone slot, who cloned). */
   hints: Record<string, string>;
@@ -48,22 +70,26 @@ export interface CloneRequest {
 
 /**
  * The clone Task for `want` from the record of its Deployment, checked by the
- * Task schema. Throws CloneSourceError when the record cannot say what to run:
- * missing, of another instance of the name, written by a dispatcher that did
- * not record its Tasks, or not yet at the wanted template (a rollout the
- * dispatcher has not stored yet: cloning the old template would only be
- * retired again).
+ * Task schema. Throws RecordLagError when the record is not (yet) the one of
+ * the wanted instance and template (cloning the old template of a rollout the
+ * dispatcher has not recorded would only be retired again), and
+ * CloneSourceError when it can never say what to run: written by a dispatcher
+ * that did not record its Tasks, or naming no manifest.
  */
 export function cloneTaskFrom(record: DispatchRecord | undefined, want: CloneRequest): Task {
-  if (record === undefined) throw new CloneSourceError(`no dispatch record for ${want.ns}/${want.parent}`);
+  if (record === undefined)
+    throw new RecordLagError("missing", `no dispatch record for ${want.ns}/${want.parent}`);
   if (record.kind !== "Deployment" || record.uid !== want.parentUid) {
-    throw new CloneSourceError(
+    throw new RecordLagError(
+      "other-instance",
       `the dispatch record is for ${record.kind} uid ${record.uid}, not Deployment uid ${want.parentUid}`,
     );
   }
   if (record.template_hash !== want.templateHash) {
-    throw new CloneSourceError(
-      `the dispatch record is at template ${record.template_hash}, the object at ${want.templateHash}`,
+    throw new RecordLagError(
+      record.generation > want.generation ? "ahead" : "behind",
+      `the dispatch record is at template ${record.template_hash} (generation ${record.generation}), ` +
+        `the object at ${want.templateHash} (generation ${want.generation})`,
     );
   }
   const manifest = record.manifests[0];

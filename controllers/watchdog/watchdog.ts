@@ -3,7 +3,10 @@
 // heartbeats from NATS, the Deployment from KV, probe results, slot-store
 // answers, a clock — and carries out what it asks for: signed heartbeats,
 // clone-slot leases in beemesh-leases, clone Tasks into SCHEDULER_TASKS, and
-// the final RemoveRequest to this pod's node agent.
+// the final RemoveRequest to this pod's node agent. A clone is built from the
+// dispatcher's record of the generation; when the object is ahead of that
+// record (a rollout the dispatcher has not recorded yet) the driver follows the
+// record's key for a bounded time and tells the logic if it never caught up.
 import { Counter, Gauge, Registry } from "../../protocol/bus/prom-core.js";
 import type { KV, KvEntry } from "@nats-io/kv";
 import { ulid } from "ulid";
@@ -47,7 +50,13 @@ import {
 } from "./logic/index.js";
 import { KvSlotStore } from "./slot-store.js";
 import { deploymentInterpreter, type DeploymentInterpreter, type DeploymentView } from "./spec.js";
-import { cloneTaskFrom, decodeDispatchRecord, deploymentRecordKey } from "./clone-task.js";
+import {
+  RecordLagError,
+  cloneTaskFrom,
+  decodeDispatchRecord,
+  deploymentRecordKey,
+  type RecordLag,
+} from "./clone-task.js";
 import { HEARTBEAT_SPEC, HEARTBEAT_TYPE, fromWire, toWire } from "./wire.js";
 
 // ------------------------------------------------------------- options ---
@@ -144,6 +153,8 @@ export interface WatchdogMetrics {
   retires: Counter<"reason">;
   peersAlive: Gauge;
   slotOps: Counter<"op" | "outcome">;
+  /** Clones that found the dispatch record behind the object: "caught-up" or "gave-up". */
+  recordWaits: Counter<"outcome">;
 }
 
 function metricsIn(registry: Registry): WatchdogMetrics {
@@ -164,6 +175,11 @@ function metricsIn(registry: Registry): WatchdogMetrics {
     retires: counter("beemesh_watchdog_retires_total", "Retirements of this replica", ["reason"]),
     peersAlive: peers,
     slotOps: counter("beemesh_watchdog_slot_ops_total", "Clone-slot store operations", ["op", "outcome"]),
+    recordWaits: counter(
+      "beemesh_watchdog_clone_record_waits_total",
+      "Clones that waited for the dispatch record to reach the object's template",
+      ["outcome"],
+    ),
   };
 }
 
@@ -211,6 +227,31 @@ export function deploymentPodName(parent: string, taskId: string): string {
   return `${base}-${suffix}`;
 }
 
+/** A level-triggered wake-up: a notify() that comes before next() is not lost. */
+class Wakeup {
+  private due = false;
+  private waiter: (() => void) | null = null;
+
+  notify(): void {
+    const waiter = this.waiter;
+    this.waiter = null;
+    if (waiter !== null) waiter();
+    else this.due = true;
+  }
+
+  next(): Promise<void> {
+    if (this.due) {
+      this.due = false;
+      return Promise.resolve();
+    }
+    return new Promise((wake) => (this.waiter = wake));
+  }
+}
+
+/** One attempt at a clone Task: built, not yet buildable (the record lags), or not to be built at all. */
+type CloneBuild =
+  { kind: "task"; task: Task } | { kind: "lagging"; lag: RecordLag; err: string } | { kind: "skip" };
+
 export type WatchdogPhase = "idle" | "starting" | "running" | "retiring" | "retired" | "stopped";
 
 export interface WatchdogStatus {
@@ -256,6 +297,10 @@ export class Watchdog {
   /** When the timer was set to fire (monotonic), to tell the logic how late it fired. */
   private alarmAtMs: number | null = null;
   private readonly inflight = new Set<Promise<unknown>>();
+  /** Clone Tasks being built or published; a retiring replica finishes them before it goes. */
+  private readonly cloning = new Set<Promise<void>>();
+  /** Called after each change of `deployment` (a clone waiting for its record re-checks). */
+  private readonly deploymentListeners = new Set<() => void>();
   private stopped: Promise<void> | null = null;
 
   constructor(private readonly opts: WatchdogDriverOptions) {
@@ -473,6 +518,7 @@ export class Watchdog {
     }
     this.deployment = next;
     this.specRevision = revision;
+    for (const listener of this.deploymentListeners) listener();
     if (feed) this.feedSpec();
   }
 
@@ -627,9 +673,13 @@ export class Watchdog {
         case "releaseSlot":
           if (this.slots !== null) this.track(this.slots.release(a.key, a.claim));
           break;
-        case "clone":
-          this.track(this.clone(a));
+        case "clone": {
+          const cloning = this.clone(a);
+          this.cloning.add(cloning);
+          void cloning.finally(() => this.cloning.delete(cloning)).catch(() => undefined);
+          this.track(cloning);
           break;
+        }
         case "retire":
           this.track(this.retire(a.reason));
           break;
@@ -690,37 +740,32 @@ export class Watchdog {
 
   private async clone(a: Extract<WatchdogAction, { type: "clone" }>): Promise<void> {
     const d = this.deployment;
-    if (d == null || this.objects === null) {
-      this.log.warn("clone asked without a Deployment; skipped", { slot: a.slot });
-      return;
-    }
-    if (d.spec.template_hash !== a.template_hash) {
+    if (d != null && d.spec.template_hash !== a.template_hash) {
       this.log.info("template changed since the clone was decided; cloning the current one", {
         decided: a.template_hash,
         current: d.spec.template_hash,
       });
     }
-    let task: Task;
-    try {
-      // The dispatcher's record names what this generation runs; the watchdog renders nothing.
-      const entry = await this.objects.get(deploymentRecordKey(this.target.ns, this.target.parent));
-      const record =
-        entry !== null && entry.operation === "PUT" ? decodeDispatchRecord(entry.value) : undefined;
-      task = cloneTaskFrom(record, {
-        ns: this.target.ns,
-        parent: this.target.parent,
-        parentUid: this.target.parentUid,
-        templateHash: d.spec.template_hash,
-        taskId: a.claim,
-        hints: { "beemesh.io/clone-slot": String(a.slot), "beemesh.io/cloned-by": this.target.pod },
-        nonce: newNonce(),
-        ts: this.clock.now(),
+    const built = await this.buildClone(a);
+    if (built.kind === "lagging") {
+      // Never published: the logic frees the slot and tries again after slotRetryMs.
+      this.log.warn("clone task not built: the dispatch record did not catch up", {
+        task_id: a.claim,
+        slot: a.slot,
+        lag: built.lag,
+        err: built.err,
       });
-    } catch (err) {
-      // The slot stays pending; the logic gives it up after cloneGraceMs and tries again.
-      this.log.warn("clone task not built", { task_id: a.claim, slot: a.slot, err: errorText(err) });
+      this.feed({
+        type: "cloneUnbuilt",
+        slot: a.slot,
+        claim: a.claim,
+        reason: "record-behind",
+        nowMs: this.clock.monotonic(),
+      });
       return;
     }
+    if (built.kind === "skip") return;
+    const task = built.task;
     try {
       await this.bus.publishDurable(this.subj.tasks(shardOf(task.task_id, this.taskShards)), "Task", task, {
         msgID: task.task_id,
@@ -739,6 +784,130 @@ export class Watchdog {
     }
   }
 
+  /**
+   * The clone Task from the dispatcher's record, which names what this
+   * generation runs (the watchdog renders nothing). A record that lags the
+   * object is waited for (awaitRecord).
+   */
+  private async buildClone(a: Extract<WatchdogAction, { type: "clone" }>): Promise<CloneBuild> {
+    const objects = this.objects;
+    if (objects === null) return { kind: "skip" };
+    let entry: KvEntry | null;
+    try {
+      entry = await objects.get(deploymentRecordKey(this.target.ns, this.target.parent));
+    } catch (err) {
+      // The slot stays pending; the logic gives it up after cloneGraceMs and tries again.
+      this.log.warn("dispatch record unreadable; clone skipped", { task_id: a.claim, err: errorText(err) });
+      return { kind: "skip" };
+    }
+    const first = this.cloneFrom(a, entry);
+    return first.kind === "lagging" ? this.awaitRecord(a, entry, first) : first;
+  }
+
+  /** One attempt, from a record entry and the Deployment as this watchdog sees it now. */
+  private cloneFrom(a: Extract<WatchdogAction, { type: "clone" }>, entry: KvEntry | null): CloneBuild {
+    const d = this.deployment;
+    if (d == null) {
+      this.log.warn("clone asked without a Deployment; skipped", { slot: a.slot });
+      return { kind: "skip" };
+    }
+    try {
+      const record =
+        entry !== null && entry.operation === "PUT" ? decodeDispatchRecord(entry.value) : undefined;
+      const task = cloneTaskFrom(record, {
+        ns: this.target.ns,
+        parent: this.target.parent,
+        parentUid: this.target.parentUid,
+        templateHash: d.spec.template_hash,
+        generation: d.spec.generation,
+        taskId: a.claim,
+        hints: { "beemesh.io/clone-slot": String(a.slot), "beemesh.io/cloned-by": this.target.pod },
+        nonce: newNonce(),
+        ts: this.clock.now(),
+      });
+      return { kind: "task", task };
+    } catch (err) {
+      if (err instanceof RecordLagError) return { kind: "lagging", lag: err.lag, err: err.message };
+      // A record that can never say what to run: the slot stays pending until cloneGraceMs.
+      this.log.warn("clone task not built", { task_id: a.claim, slot: a.slot, err: errorText(err) });
+      return { kind: "skip" };
+    }
+  }
+
+  /**
+   * The dispatcher writes a new generation's record after its object, and a
+   * watchdog may see the object first: follow the record's key (and our view of
+   * the object, when the record is ahead of it) until the clone can be built,
+   * for at most recordWaitMs. A watch, not polling: the clone goes out as soon
+   * as the record is written. Returns the last lagging attempt on time-out.
+   */
+  private async awaitRecord(
+    a: Extract<WatchdogAction, { type: "clone" }>,
+    firstEntry: KvEntry | null,
+    first: Extract<CloneBuild, { kind: "lagging" }>,
+  ): Promise<CloneBuild> {
+    const objects = this.objects;
+    if (objects === null) return { kind: "skip" };
+    const signal = this.internal.signal;
+    const waitMs = this.settings.recordWaitMs;
+    const sinceMs = this.clock.monotonic();
+    this.log.info("dispatch record lags the object; waiting for it", {
+      task_id: a.claim,
+      slot: a.slot,
+      lag: first.lag,
+      wait_ms: waitMs,
+    });
+    const wake = new Wakeup();
+    const notify = () => wake.notify();
+    let entry = firstEntry;
+    let watch: Awaited<ReturnType<KV["watch"]>> | undefined;
+    this.deploymentListeners.add(notify);
+    signal.addEventListener("abort", notify, { once: true });
+    let expired = false;
+    const timer = this.clock.setTimeout(() => {
+      expired = true;
+      notify();
+    }, waitMs);
+    let last: CloneBuild = first;
+    try {
+      // Starts with the key's current value, so a write since the get above is not missed.
+      const iter = await objects.watch({ key: deploymentRecordKey(this.target.ns, this.target.parent) });
+      watch = iter;
+      void (async () => {
+        for await (const e of iter) {
+          entry = e;
+          notify();
+        }
+      })().catch((err: unknown) => {
+        if (!signal.aborted) this.log.warn("dispatch record watch ended", { err: errorText(err) });
+        notify();
+      });
+      for (;;) {
+        await wake.next();
+        if (signal.aborted) return { kind: "skip" };
+        last = this.cloneFrom(a, entry);
+        if (last.kind === "task") {
+          this.metrics.recordWaits.inc({ outcome: "caught-up" });
+          this.log.info("dispatch record caught up", {
+            task_id: a.claim,
+            waited_ms: Math.round(this.clock.monotonic() - sinceMs),
+          });
+          return last;
+        }
+        if (last.kind === "skip" || expired) break;
+      }
+    } catch (err) {
+      this.log.warn("dispatch record not watchable", { task_id: a.claim, err: errorText(err) });
+    } finally {
+      watch?.stop();
+      this.clock.clearTimeout(timer);
+      this.deploymentListeners.delete(notify);
+      signal.removeEventListener("abort", notify);
+    }
+    if (last.kind === "lagging") this.metrics.recordWaits.inc({ outcome: "gave-up" });
+    return last;
+  }
+
   private async retire(reason: RetireReason): Promise<void> {
     if (this.phase !== "running") return;
     this.phase = "retiring";
@@ -747,6 +916,8 @@ export class Watchdog {
     this.tickAlarm.cancel();
     this.nextProbeMs = null;
     this.log.info("retiring", { reason });
+    // A handed-over slot's clone goes out before this pod does (its wait is bounded).
+    await Promise.allSettled([...this.cloning]);
     const req: RemoveRequest = {
       ns: this.target.ns,
       kind: "Deployment",

@@ -559,10 +559,21 @@ export class WatchdogMesh {
    * manifest, record it (the watchdogs clone from the record), store the object.
    */
   async storeObject(input: BeemeshDeployment): Promise<BeemeshDeployment> {
-    // Stored as the API stores it: parsed, with the schema's defaults.
+    const obj = this.asStored(input);
+    await this.storeDispatch(obj);
+    await this.putObject(obj);
+    return obj;
+  }
+
+  /** Parsed as the API stores it, with the schema's defaults. */
+  private asStored(input: BeemeshDeployment): BeemeshDeployment {
     const parsed = parseBeemeshDeployment(input);
     if (!parsed.ok) throw parsed.error;
-    const obj = parsed.value;
+    return parsed.value;
+  }
+
+  /** The dispatcher's part of a generation: its manifest and the record the watchdogs clone from. */
+  private async storeDispatch(obj: BeemeshDeployment): Promise<void> {
     const r = renderWorkload(obj, this.render);
     for (const m of r.manifests) await this.manifests.put(m.key, m.bytes);
     const ref = { kind: r.kind, ns: r.ns, name: r.name };
@@ -583,11 +594,13 @@ export class WatchdogMesh {
       },
       stored?.revision,
     );
+  }
+
+  private async putObject(obj: BeemeshDeployment): Promise<void> {
     await this.objects.put(
       this.objectKey(obj.metadata.name ?? ""),
       new TextEncoder().encode(JSON.stringify(obj)),
     );
-    return obj;
   }
 
   /** A new Deployment: object, manifest, and one Task per replica, as the dispatcher publishes them. */
@@ -612,6 +625,28 @@ export class WatchdogMesh {
     edit(obj);
     obj.metadata.generation = (obj.metadata.generation ?? 1) + 1;
     return this.storeObject(obj);
+  }
+
+  /**
+   * An edit as a slow dispatcher shows it to the watchdogs: the object's new
+   * generation first, its manifest and dispatch record `recordDelayMs` later.
+   * Resolves once the object is stored; `recorded` resolves with the time
+   * (performance.now()) the record was written.
+   */
+  async updateRecordLater(
+    name: string,
+    edit: (obj: BeemeshDeployment) => void,
+    recordDelayMs: number,
+  ): Promise<{ obj: BeemeshDeployment; recorded: Promise<number> }> {
+    const current = await this.getObject(name);
+    edit(current);
+    current.metadata.generation = (current.metadata.generation ?? 1) + 1;
+    const obj = this.asStored(current);
+    await this.putObject(obj);
+    const recorded = new Promise<void>((wake) => setTimeout(wake, recordDelayMs))
+      .then(() => this.storeDispatch(obj))
+      .then(() => performance.now());
+    return { obj, recorded };
   }
 
   async deleteObject(name: string): Promise<void> {

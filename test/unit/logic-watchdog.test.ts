@@ -1,5 +1,10 @@
 // Unit tables for the watchdog replica's pure logic (controllers/watchdog/logic).
-import { effectiveStrategy, parseWatchdogOptions, WatchdogOptionsError, WatchdogReplica } from "../../controllers/watchdog/logic/index.js";
+import {
+  effectiveStrategy,
+  parseWatchdogOptions,
+  WatchdogOptionsError,
+  WatchdogReplica,
+} from "../../controllers/watchdog/logic/index.js";
 import { InMemorySlotStore } from "../../controllers/watchdog/logic/sim.js";
 import type {
   WatchdogAction,
@@ -126,10 +131,19 @@ describe("watchdog options", () => {
     expect(s.startupGraceMs).toBe(3000);
   });
 
+  it("waits for a lagging dispatch record one TTL by default, at most half the clone grace", () => {
+    expect(parseWatchdogOptions().recordWaitMs).toBe(3000);
+    expect(parseWatchdogOptions({ intervalMs: 300 }).recordWaitMs).toBe(900);
+    expect(parseWatchdogOptions({ cloneGraceMs: 4000 }).recordWaitMs).toBe(2000);
+    expect(parseWatchdogOptions({ recordWaitMs: 500 }).recordWaitMs).toBe(500);
+  });
+
   it.each([
     [{ intervalMs: 0 }, /intervalMs/],
     [{ slotRenewMs: 6000, slotTtlMs: 10000 }, /at most half/],
     [{ strictFencing: true, fenceMarginMs: 9000 }, /fenceMarginMs/],
+    [{ recordWaitMs: 0 }, /recordWaitMs must be a positive/],
+    [{ recordWaitMs: 40_000 }, /recordWaitMs \(40000\) must be at most half of cloneGraceMs/],
   ])("refuses %j", (opts, message) => {
     expect(() => parseWatchdogOptions(opts)).toThrow(WatchdogOptionsError);
     expect(() => parseWatchdogOptions(opts)).toThrow(message);
@@ -713,6 +727,91 @@ describe("watchdog leader cloning", () => {
     }
     expect(a.view(T0 + 9000).leader).toBe("a");
     expect(a.view(T0 + 9000).pending).toEqual([2]);
+  });
+
+  /** Leader "a" (slot 0) beside "b" (slot 1), spec 3: slot 2 granted to claim-1 and cloned at T0+3110. */
+  function leaderWithClone(): Harness {
+    const h = replica("a", { slot: 0 });
+    const [acq] = ofType(runWithPeers(h, [hb("b", { slot: 1 })], T0 + 100, T0 + 3100), "acquireSlot");
+    expect(acq).toMatchObject({ slot: 2, claim: "claim-1" });
+    const granted = h.step({
+      type: "slotResult",
+      op: "acquire",
+      slot: 2,
+      claim: "claim-1",
+      outcome: "granted",
+      nowMs: T0 + 3110,
+    });
+    expect(ofType(granted, "clone")).toEqual([expect.objectContaining({ slot: 2, claim: "claim-1" })]);
+    return h;
+  }
+
+  it("frees the slot of a clone the dispatch record could not serve and tries again after slotRetryMs", () => {
+    const h = leaderWithClone();
+    const out = h.step({
+      type: "cloneUnbuilt",
+      slot: 2,
+      claim: "claim-1",
+      reason: "record-behind",
+      nowMs: T0 + 4000,
+    });
+    expect(ofType(out, "releaseSlot")).toEqual([
+      { type: "releaseSlot", slot: 2, key: "default/web/slot-2", claim: "claim-1" },
+    ]);
+    expect(ofType(out, "acquireSlot")).toEqual([]);
+    expect(h.r.view(T0 + 4000).pending).toEqual([]);
+    // b passed the clone on in its heartbeats (as followers do) and keeps it until its own grace ends.
+    const gossip = hb("b", { slot: 1, pending: [{ slot: 2, claim: "claim-1", age_ms: 900 }] });
+    const waiting = runWithPeers(h, [gossip], T0 + 4500, T0 + 4900);
+    expect(ofType(waiting, "acquireSlot")).toEqual([]);
+    expect(ofType(waiting, "renewSlot").filter((a) => a.claim === "claim-1")).toEqual([]);
+    // slotRetryMs (1 s) later: a new claim for the free slot, long before cloneGraceMs (60 s).
+    const retry = runWithPeers(h, [gossip], T0 + 5000, T0 + 5500);
+    expect(ofType(retry, "acquireSlot")).toEqual([
+      { type: "acquireSlot", slot: 2, key: "default/web/slot-2", claim: "claim-2" },
+    ]);
+    expect(h.r.view(T0 + 5500).pending).toEqual([]);
+  });
+
+  it("keeps counting a clone the record did not hold up (no report: the old cloneGraceMs path)", () => {
+    const h = leaderWithClone();
+    const out = runWithPeers(h, [hb("b", { slot: 1 })], T0 + 4000, T0 + 12_000);
+    expect(ofType(out, "acquireSlot")).toEqual([]);
+    expect(ofType(out, "releaseSlot")).toEqual([]);
+    expect(h.r.view(T0 + 12_000).pending).toEqual([2]);
+  });
+
+  it.each([
+    ["another claim in the slot", { slot: 2, claim: "claim-9" }],
+    ["a slot with no clone pending", { slot: 3, claim: "claim-1" }],
+  ])("ignores a report about %s", (_what, report) => {
+    const h = leaderWithClone();
+    const out = h.step({ type: "cloneUnbuilt", ...report, reason: "record-behind", nowMs: T0 + 4000 });
+    expect(ofType(out, "releaseSlot")).toEqual([]);
+    expect(h.r.view(T0 + 4000).pending).toEqual([2]);
+  });
+
+  it("a report after the clone grace gave the slot up changes nothing", () => {
+    const h = replica("a", { slot: 0, options: { cloneGraceMs: 4000 } });
+    runWithPeers(h, [hb("b", { slot: 1 })], T0 + 100, T0 + 3100);
+    h.step({
+      type: "slotResult",
+      op: "acquire",
+      slot: 2,
+      claim: "claim-1",
+      outcome: "granted",
+      nowMs: T0 + 3110,
+    });
+    const expired = runWithPeers(h, [hb("b", { slot: 1 })], T0 + 3500, T0 + 7500);
+    expect(ofType(expired, "releaseSlot")).toEqual([expect.objectContaining({ slot: 2, claim: "claim-1" })]);
+    const late = h.step({
+      type: "cloneUnbuilt",
+      slot: 2,
+      claim: "claim-1",
+      reason: "record-behind",
+      nowMs: T0 + 7600,
+    });
+    expect(ofType(late, "releaseSlot")).toEqual([]);
   });
 
   it("a follower never clones", () => {

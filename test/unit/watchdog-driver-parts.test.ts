@@ -4,7 +4,13 @@
 import { podNameFor } from "../../controllers/scheduler-bidder/agent.js";
 import { renderWorkload, taskTemplateOf } from "../../controllers/dispatcher/fanout/render.js";
 import type { DispatchRecord } from "../../controllers/dispatcher/fanout/plan.js";
-import { CloneSourceError, cloneTaskFrom, deploymentRecordKey } from "../../controllers/watchdog/clone-task.js";
+import {
+  CloneSourceError,
+  RecordLagError,
+  cloneTaskFrom,
+  deploymentRecordKey,
+  type RecordLag,
+} from "../../controllers/watchdog/clone-task.js";
 import type { WatchdogHeartbeat } from "../../controllers/watchdog/logic/index.js";
 import { configFromEnv, WatchdogConfigError } from "../../controllers/watchdog/main.js";
 import { EnvError } from "../../controllers/common/env.js";
@@ -251,6 +257,7 @@ describe("clone Task from the dispatch record", () => {
     parent: "web",
     parentUid: "uid-1",
     templateHash: deploymentInterpreter(d).spec.template_hash,
+    generation: d.metadata.generation ?? 1,
     taskId: "01HF7YAT00SP7ZQ8GM4CVZ7K5V",
     hints: { "beemesh.io/clone-slot": "3" },
     nonce: "nonce-0123456789abcdef",
@@ -280,14 +287,47 @@ describe("clone Task from the dispatch record", () => {
     expect(deploymentRecordKey("default", "my.app")).toBe("dispatch.deployment.default.my_app");
   });
 
-  it.each<[string, (d: BeemeshDeployment) => DispatchRecord | undefined]>([
-    ["no record", () => undefined],
-    ["a record of another instance", (d) => record(d, { uid: "uid-2" })],
-    ["a record not yet at the object's template", (d) => record(d, { template_hash: "ffffffffffffffff" })],
-    ["a record without the task template", (d) => ({ ...record(d), task: undefined })],
-    ["a record without manifests", (d) => record(d, { manifests: [] })],
-  ])("refuses %s", (_what, make) => {
+  const lagOf = (fn: () => unknown): RecordLag | "none" | "other error" => {
+    try {
+      fn();
+      return "none";
+    } catch (err) {
+      return err instanceof RecordLagError ? err.lag : "other error";
+    }
+  };
+
+  // A lagging record may yet catch up (the driver waits for it); the others never will.
+  it.each<[string, RecordLag | "other error", (d: BeemeshDeployment) => DispatchRecord | undefined]>([
+    ["no record", "missing", () => undefined],
+    ["a record of another instance", "other-instance", (d) => record(d, { uid: "uid-2" })],
+    [
+      "a record of an earlier generation with another template",
+      "behind",
+      (d) => record(d, { generation: 3, template_hash: "ffffffffffffffff" }),
+    ],
+    [
+      "a record of a later generation with another template (our object view is stale)",
+      "ahead",
+      (d) => record(d, { generation: 5, template_hash: "ffffffffffffffff" }),
+    ],
+    ["a record without the task template", "other error", (d) => ({ ...record(d), task: undefined })],
+    ["a record without manifests", "other error", (d) => record(d, { manifests: [] })],
+  ])("refuses %s: %s", (_what, lag, make) => {
     const d = deployment();
     expect(() => cloneTaskFrom(make(d), want(d))).toThrow(CloneSourceError);
+    expect(lagOf(() => cloneTaskFrom(make(d), want(d)))).toBe(lag);
+  });
+
+  it("clones from a record of an earlier generation with the same template (a scale)", () => {
+    const d = deployment();
+    const task = cloneTaskFrom(record(d, { generation: 2 }), want(d));
+    expect(task.generation).toBe(2);
+  });
+
+  it("names the lag in the error", () => {
+    const d = deployment();
+    expect(() =>
+      cloneTaskFrom(record(d, { generation: 3, template_hash: "ffffffffffffffff" }), want(d)),
+    ).toThrow(expect.objectContaining({ name: "RecordLagError", lag: "behind" }) as Error);
   });
 });

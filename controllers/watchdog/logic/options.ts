@@ -18,6 +18,12 @@ export interface WatchdogOptions {
   cloneGraceMs?: number;
   /** A refused slot index is not tried again before this (1000 ms). */
   slotRetryMs?: number;
+  /**
+   * How long a clone waits for the dispatch record to reach the object's template
+   * before its slot is released and the clone tried again after slotRetryMs
+   * (default: the TTL; at most half of cloneGraceMs).
+   */
+  recordWaitMs?: number;
   /** No cloning before this long after start, so the first heartbeats are heard (default: the TTL). */
   startupGraceMs?: number;
   /**
@@ -44,6 +50,7 @@ export function defaultWatchdogOptions(): WatchdogSettings {
     slotTtlMs: 10_000,
     cloneGraceMs: 60_000,
     slotRetryMs: 1000,
+    recordWaitMs: 3000,
     startupGraceMs: 3000,
     strictFencing: false,
     fenceMarginMs: 2000,
@@ -57,6 +64,8 @@ export function parseWatchdogOptions(options: WatchdogOptions = {}): WatchdogSet
     if (v !== undefined) (s as unknown as Record<string, unknown>)[k] = v;
   }
   if (options.startupGraceMs === undefined) s.startupGraceMs = s.intervalMs * s.ttlIntervals;
+  if (options.recordWaitMs === undefined)
+    s.recordWaitMs = Math.min(s.intervalMs * s.ttlIntervals, s.cloneGraceMs / 2);
   const positive: (keyof WatchdogSettings)[] = [
     "intervalMs",
     "ttlIntervals",
@@ -66,6 +75,7 @@ export function parseWatchdogOptions(options: WatchdogOptions = {}): WatchdogSet
     "slotTtlMs",
     "cloneGraceMs",
     "slotRetryMs",
+    "recordWaitMs",
   ];
   for (const k of positive) {
     const v = s[k];
@@ -79,6 +89,12 @@ export function parseWatchdogOptions(options: WatchdogOptions = {}): WatchdogSet
   if (s.slotRenewMs * 2 > s.slotTtlMs) {
     throw new WatchdogOptionsError(
       `watchdog: slotRenewMs (${s.slotRenewMs}) must be at most half of slotTtlMs (${s.slotTtlMs})`,
+    );
+  }
+  if (s.recordWaitMs * 2 > s.cloneGraceMs) {
+    // A clone still waiting for its record when the grace gives its slot up would run without one.
+    throw new WatchdogOptionsError(
+      `watchdog: recordWaitMs (${s.recordWaitMs}) must be at most half of cloneGraceMs (${s.cloneGraceMs})`,
     );
   }
   if (s.strictFencing && s.fenceMarginMs >= s.slotTtlMs - s.slotRenewMs) {

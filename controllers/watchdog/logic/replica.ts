@@ -15,6 +15,7 @@
 import { defaultSlotPrefix, effectiveStrategy, parseWatchdogOptions, slotKey } from "./options.js";
 import type { WatchdogOptions, WatchdogSettings } from "./options.js";
 import type {
+  CloneUnbuiltReason,
   PendingClone,
   RetireReason,
   SlotOp,
@@ -126,6 +127,14 @@ export class WatchdogReplica {
   private readonly pending = new Map<number, PendingEntry>();
   private readonly acquiring = new Map<number, string>();
   private readonly refusedUntil = new Map<number, number>();
+  /**
+   * Claims of clones this leader gave up before publishing them, until their
+   * copies in peers' pending lists have expired: merging them back from the
+   * peers' heartbeats would count a clone that will never come.
+   */
+  private readonly abandoned = new Map<string, number>();
+  /** No new clone before this: the last one could not be built from the dispatch record. */
+  private cloneRetryAtMs = -Infinity;
   private handoff: { index: number; claim: string; reason: RetireReason } | null = null;
   private nextHeartbeatMs: number;
   private nextPendingRenewMs: number;
@@ -213,6 +222,9 @@ export class WatchdogReplica {
       case "slotResult":
         this.onSlotResult(input.op, input.slot, input.claim, input.outcome, now, out);
         break;
+      case "cloneUnbuilt":
+        this.onCloneUnbuilt(input.slot, input.claim, input.reason, now, out);
+        break;
     }
     this.reconcile(now, out);
     return out;
@@ -268,6 +280,7 @@ export class WatchdogReplica {
     this.creditedMs += pausedMs;
     for (const e of this.peers.values()) e.receivedMs += pausedMs;
     for (const p of this.pending.values()) p.firstSeenMs += pausedMs;
+    for (const [claim, untilMs] of this.abandoned) this.abandoned.set(claim, untilMs + pausedMs);
     if (this.newerSpecHint !== null) this.newerSpecHint.receivedMs += pausedMs;
     this.graceEndsMs += pausedMs;
   }
@@ -283,7 +296,7 @@ export class WatchdogReplica {
   }
 
   private mergePending(p: PendingClone, now: number): void {
-    if (this.ownSlotIndex() === p.slot) return;
+    if (this.ownSlotIndex() === p.slot || this.abandoned.has(p.claim)) return;
     const firstSeenMs = now - Math.max(0, p.age_ms);
     const known = this.pending.get(p.slot);
     if (known === undefined || (known.claim !== p.claim && firstSeenMs > known.firstSeenMs)) {
@@ -418,6 +431,32 @@ export class WatchdogReplica {
     }
   }
 
+  /**
+   * A clone of ours that was never published (its slot is still held, renewed
+   * by us): free the slot now and try again after slotRetryMs, instead of
+   * counting it as in flight for the whole cloneGraceMs.
+   */
+  private onCloneUnbuilt(
+    index: number,
+    claim: string,
+    reason: CloneUnbuiltReason,
+    now: number,
+    out: WatchdogAction[],
+  ): void {
+    const p = this.pending.get(index);
+    if (p === undefined || p.claim !== claim) return; // given up already, or the slot moved on
+    this.pending.delete(index);
+    // Peers learned the claim from our heartbeats and keep it until their grace ends.
+    this.abandoned.set(claim, now + this.s.cloneGraceMs + this.ttlMs());
+    this.cloneRetryAtMs = Math.max(this.cloneRetryAtMs, now + this.s.slotRetryMs);
+    out.push({ type: "releaseSlot", slot: index, key: this.key(index), claim });
+    out.push({
+      type: "log",
+      level: "warn",
+      msg: `clone ${claim} not published (${reason}); slot ${index} released, retrying in ${this.s.slotRetryMs} ms`,
+    });
+  }
+
   // ---- reconcile ----
 
   private reconcile(now: number, out: WatchdogAction[]): void {
@@ -448,6 +487,7 @@ export class WatchdogReplica {
   private prune(now: number, out: WatchdogAction[]): void {
     const forgetAfter = 10 * this.ttlMs();
     for (const [pod, e] of this.peers) if (now - e.receivedMs >= forgetAfter) this.peers.delete(pod);
+    for (const [claim, untilMs] of this.abandoned) if (now >= untilMs) this.abandoned.delete(claim);
     const heldByLive = new Set(this.alivePeers(now).map((e) => e.hb.slot));
     const isLeader = this.leader(now) === this.id.pod;
     for (const [index, p] of [...this.pending]) {
@@ -580,6 +620,7 @@ export class WatchdogReplica {
         out.push({ type: "renewSlot", slot: index, key: this.key(index), claim: p.claim });
       }
     }
+    if (now < this.cloneRetryAtMs) return;
     let wanted = this.clonesWanted(now);
     if (wanted <= 0) return;
     const bound = this.slotBound(spec);

@@ -82,7 +82,15 @@ export type WatchdogInput =
   | { type: "probe"; live: boolean; ready: boolean; nowMs: number }
   /** The app container exited: no hysteresis, no TTL wait. */
   | { type: "appDied"; nowMs: number }
-  | { type: "slotResult"; op: SlotOp; slot: number; claim: string; outcome: SlotOutcome; nowMs: number };
+  | { type: "slotResult"; op: SlotOp; slot: number; claim: string; outcome: SlotOutcome; nowMs: number }
+  /**
+   * The clone asked for `slot`/`claim` was not published and never will be: the
+   * dispatch record it is built from did not reach the object's template within
+   * recordWaitMs (the dispatcher has not recorded the new generation yet).
+   */
+  | { type: "cloneUnbuilt"; slot: number; claim: string; reason: CloneUnbuiltReason; nowMs: number };
+
+export type CloneUnbuiltReason = "record-behind";
 
 export type RetireReason =
   "surplus" | "rollout" | "deleted" | "app-died" | "unhealthy" | "slot-lost" | "no-slot";

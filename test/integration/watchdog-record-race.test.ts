@@ -1,0 +1,122 @@
+// A rolling update whose dispatch record lags its object (DESIGN §4): the
+// dispatcher writes a new generation's record after the object, and the
+// watchdogs see the object first. The leader's clone waits for the record
+// (recordWaitMs, 900 ms with the mesh's 300 ms interval), and when the record
+// takes longer its slot is released and the clone tried again after
+// slotRetryMs, so the rollout does not stall for cloneGraceMs (60 s here, the
+// default). Real nats-server, node agents on fake runtimes, lease-keeper,
+// in-process watchdogs (watchdog-mesh.ts).
+import { WatchdogMesh, sampleDeployment } from "./watchdog-mesh.js";
+import { waitFor } from "../helpers/wait.js";
+
+const REPLICAS = 3;
+const CLONE_GRACE_MS = 60_000;
+
+let mesh: WatchdogMesh;
+
+beforeAll(async () => {
+  mesh = await WatchdogMesh.start({ nodes: 3, readyDelayMs: 300, logic: { cloneGraceMs: CLONE_GRACE_MS } });
+  await mesh.deploy(sampleDeployment("web", REPLICAS, "uid-web-race"));
+  await waitFor(() => mesh.live("web").length === REPLICAS && mesh.watchdogsSettled("web"), {
+    timeoutMs: 15_000,
+    what: `${REPLICAS} replicas`,
+  });
+}, 30_000);
+
+afterAll(async () => {
+  await mesh?.stop();
+});
+
+/** Watchdog log lines with this message, over every pod the mesh ever ran. */
+function logged(msg: string): number {
+  return mesh.watchdogLogs().filter((l) => l.includes(`: ${msg} {`)).length;
+}
+
+interface Rollout {
+  /** From the object's write until every replica ran the new template. */
+  tookMs: number;
+  /** From the record's write until the first pod of the new template started. */
+  firstCloneAfterRecordMs: number;
+}
+
+/** Rolls `image` out with the record written `recordDelayMs` after the object. */
+async function rollWithLaggingRecord(image: string, recordDelayMs: number): Promise<Rollout> {
+  // Every replica ready by its own probes first: an unready old replica is the first a rollout retires.
+  await waitFor(
+    () =>
+      mesh.readyPods("web").length === REPLICAS &&
+      mesh.live("web").every((p) => mesh.watchdogOf(p)?.status().view?.ready === true),
+    { timeoutMs: 5000, what: `${REPLICAS} replicas ready, by ground truth and by their own probes` },
+  );
+  const old = mesh.live("web");
+  const oldTemplate = mesh.templateOf(old[0]!);
+  mesh.mark();
+  const t0 = performance.now();
+  const { recorded } = await mesh.updateRecordLater(
+    "web",
+    (o) => {
+      o.spec.template.spec.containers[0]!.image = image;
+    },
+    recordDelayMs,
+  );
+  const recordedAt = await recorded;
+  const rolled = await waitFor(
+    () => {
+      const live = mesh.live("web");
+      return live.length === REPLICAS &&
+        live.every((p) => mesh.templateOf(p) !== oldTemplate) &&
+        mesh.watchdogsSettled("web")
+        ? live
+        : undefined;
+    },
+    // Well before cloneGraceMs: a clone refused for the lagging record no longer waits it out.
+    { timeoutMs: 10_000, what: "every replica on the new template within 10 s" },
+  );
+  const tookMs = performance.now() - t0;
+  const newTemplate = mesh.templateOf(rolled[0]!);
+  // Mesh events: "<performance.now()> start <pod> on <node> template=<hash>".
+  const starts = mesh.events
+    .map((e) => /^(\d+) start \S+ on \S+ template=(\S+)$/.exec(e))
+    .filter((m): m is RegExpExecArray => m !== null && m[2] === newTemplate)
+    .map((m) => Number(m[1]));
+  const firstCloneAfterRecordMs = Math.min(...starts) - recordedAt;
+  console.log(
+    `rollout of ${REPLICAS}, record ${recordDelayMs} ms behind the object: ${Math.round(tookMs)} ms; ` +
+      `first clone ${Math.round(firstCloneAfterRecordMs)} ms after the record; ` +
+      `max live ${mesh.maxLiveSinceMark()}; min ready ${mesh.minReadySinceMark()}`,
+  );
+  expect(rolled.filter((p) => old.includes(p))).toEqual([]);
+  expect(recordedAt - t0).toBeGreaterThanOrEqual(recordDelayMs);
+  // maxSurge 1 / maxUnavailable 0, whatever the record did.
+  expect(mesh.maxLiveSinceMark()).toBeLessThanOrEqual(REPLICAS + 1);
+  expect(mesh.minReadySinceMark()).toBeGreaterThanOrEqual(REPLICAS);
+  return { tookMs, firstCloneAfterRecordMs };
+}
+
+it("a record later than recordWaitMs: the slot is released and the clone retried, no cloneGraceMs stall", async () => {
+  const before = {
+    waited: logged("dispatch record lags the object; waiting for it"),
+    gaveUp: logged("clone task not built: the dispatch record did not catch up"),
+  };
+  const { tookMs } = await rollWithLaggingRecord("localhost/app:v2", 1500);
+  expect(tookMs).toBeLessThan(CLONE_GRACE_MS / 6);
+  // The leader saw the object first, waited, and gave the slot up; a later try found the record.
+  expect(logged("dispatch record lags the object; waiting for it")).toBeGreaterThan(before.waited);
+  expect(logged("clone task not built: the dispatch record did not catch up")).toBeGreaterThan(before.gaveUp);
+}, 30_000);
+
+it("a record within recordWaitMs: the waiting clone goes out as soon as the record is written", async () => {
+  const before = {
+    waited: logged("dispatch record lags the object; waiting for it"),
+    gaveUp: logged("clone task not built: the dispatch record did not catch up"),
+    caughtUp: logged("dispatch record caught up"),
+  };
+  const { tookMs, firstCloneAfterRecordMs } = await rollWithLaggingRecord("localhost/app:v3", 400);
+  expect(tookMs).toBeLessThan(CLONE_GRACE_MS / 6);
+  // Bidding (a 250 ± 100 ms selection window) and the start, no polling interval on top.
+  expect(firstCloneAfterRecordMs).toBeLessThan(1000);
+  expect(logged("dispatch record lags the object; waiting for it")).toBeGreaterThan(before.waited);
+  expect(logged("dispatch record caught up")).toBeGreaterThan(before.caughtUp);
+  // Nothing given up: the watch on the record's key delivered it within the wait.
+  expect(logged("clone task not built: the dispatch record did not catch up")).toBe(before.gaveUp);
+}, 30_000);
