@@ -30,12 +30,15 @@ import {
   type FanoutHooks,
   type GoneWorkload,
   type ReconcileResult,
+  type ReviveResult,
   type RenderOptions,
   type SourceEvent,
   type WorkloadSource,
 } from "./fanout/index.js";
 import { PodObservations, StatusController, runHeartbeatFeed, runProviderFeed } from "./status/index.js";
 import { KubernetesWorkloadSource, ObjectMirror } from "./informer/index.js";
+import type { ReviveDecision, ReviveSettings } from "./logic/index.js";
+import { ReviveMonitor, busNodeProber, runRecordFeed } from "./revive/index.js";
 import { ValidationError } from "../../protocol/index.js";
 
 export class DispatcherConfigError extends Error {
@@ -50,6 +53,17 @@ export interface DispatcherHooks extends FanoutHooks {
   afterReconcile?(key: string, result: ReconcileResult): void;
   /** After a deleted workload was retired. */
   afterRetire?(key: string): void;
+  /** After a revival ran (published, or found nothing to do). */
+  afterRevive?(key: string, result: ReviveResult): void;
+  /** Each revival decision of the monitor (tests wait for a verdict here). */
+  onReviveDecision?(key: string, decision: ReviveDecision): void;
+}
+
+export interface DispatcherReviveOptions extends Partial<ReviveSettings> {
+  /** A node that does not answer within this is taken as gone (default 2000 ms). */
+  probeTimeoutMs?: number;
+  /** Decisions are taken this often (default: a tenth of the grace, 100 ms to 1 s). */
+  checkEveryMs?: number;
 }
 
 export interface DispatcherApiOptions {
@@ -88,6 +102,11 @@ export interface DispatcherOptions {
   checkpointEvery?: number;
   /** Keys reconciled at once (default 8). */
   concurrency?: number;
+  /**
+   * Re-publish a Deployment's Tasks when none of its replicas is left for the
+   * grace period (logic/revive.ts); false turns it off. Default: on, 10 s.
+   */
+  revive?: DispatcherReviveOptions | false;
   /** Keep retrying when NATS is not up yet at start (default false). */
   waitForNats?: boolean;
   hooks?: DispatcherHooks;
@@ -95,12 +114,16 @@ export interface DispatcherOptions {
   monotonic?: () => number;
 }
 
-type WorkItem = { type: "upsert"; workload: Workload } | { type: "delete"; gone: GoneWorkload };
+type WorkItem =
+  | { type: "upsert"; workload: Workload }
+  | { type: "delete"; gone: GoneWorkload }
+  | { type: "revive"; workload: Workload; round: number };
 
 interface Metrics {
   reconciles: Counter<"result">;
   tasks: Counter<"outcome">;
   statusWrites: Counter<string>;
+  revivals: Counter<"outcome">;
 }
 
 function makeMetrics(registry: Registry): Metrics {
@@ -122,6 +145,12 @@ function makeMetrics(registry: Registry): Metrics {
       help: "Workload statuses written",
       registers: [registry],
     }),
+    revivals: new Counter({
+      name: "beemesh_dispatcher_revivals_total",
+      help: "Revivals of Deployments left without a replica, by outcome (published, resumed, superseded, ineligible)",
+      labelNames: ["outcome"],
+      registers: [registry],
+    }),
   };
 }
 
@@ -139,6 +168,7 @@ export class Dispatcher {
   private readonly log: Logger;
   private readonly fanout: Fanout;
   private readonly status: StatusController;
+  private readonly revive: ReviveMonitor | undefined;
   private readonly observations = new PodObservations();
   private readonly queue: KeyedQueue<WorkItem>;
   private readonly abort = new AbortController();
@@ -236,6 +266,37 @@ export class Dispatcher {
       runHeartbeatFeed(bus, { ...feedOpts, logger: this.log.child({ part: "heartbeats" }) }),
       this.consume(),
     );
+    if (opts.revive !== false) {
+      const ro = opts.revive ?? {};
+      const revive = new ReviveMonitor({
+        settings: {
+          ...(ro.graceMs !== undefined ? { graceMs: ro.graceMs } : {}),
+          ...(ro.probeEveryMs !== undefined ? { probeEveryMs: ro.probeEveryMs } : {}),
+        },
+        observations: this.observations,
+        workload: (key) => this.latest.get(key),
+        prober: busNodeProber(bus, {
+          ...(ro.probeTimeoutMs !== undefined ? { timeoutMs: ro.probeTimeoutMs } : {}),
+        }),
+        connected: () => bus.isConnected(),
+        // Never in place of a pending reconcile: the next check offers it again.
+        revive: (key, workload, round) => void this.queue.offer(key, { type: "revive", workload, round }),
+        monotonic,
+        logger: this.log.child({ part: "revive" }),
+        providerTtlMs: opts.providerTtlMs ?? 60_000,
+        ...(ro.checkEveryMs !== undefined ? { checkEveryMs: ro.checkEveryMs } : {}),
+        ...(userHooks?.onReviveDecision ? { onDecision: userHooks.onReviveDecision.bind(userHooks) } : {}),
+      });
+      this.revive = revive;
+      this.tasks.push(
+        runRecordFeed(infra.buckets.objects, {
+          onRecord: (key, record, initial) => revive.record(key, record, initial),
+          signal: this.abort.signal,
+          logger: this.log.child({ part: "revive" }),
+        }),
+      );
+      revive.start();
+    }
     const sweepMs = opts.statusSweepMs ?? 1000;
     const pruneAfterMs = Math.max(opts.providerTtlMs ?? 60_000, 60_000);
     this.sweepTimer = setInterval(() => {
@@ -395,6 +456,18 @@ export class Dispatcher {
   }
 
   private async handle(key: string, item: WorkItem): Promise<void> {
+    if (item.type === "revive") {
+      // The object may have moved on since the decision: revive only the copy we still hold.
+      const w = this.latest.get(key);
+      if (w === undefined || w.metadata.uid !== item.workload.metadata.uid) return;
+      const result = await this.fanout.revive(w, item.round);
+      this.metrics.revivals.inc({ outcome: result.outcome });
+      this.metrics.tasks.inc({ outcome: "stored" }, result.published - result.duplicates);
+      this.metrics.tasks.inc({ outcome: "duplicate" }, result.duplicates);
+      if (result.record) this.records.set(key, result.record);
+      this.o.hooks?.afterRevive?.(key, result);
+      return;
+    }
     if (item.type === "upsert") {
       const w = item.workload;
       const result = await this.fanout.reconcile(w);
@@ -433,6 +506,7 @@ export class Dispatcher {
     this.stopping ??= (async () => {
       this.abort.abort();
       if (this.sweepTimer) clearInterval(this.sweepTimer);
+      await this.revive?.stop();
       await this.queue.stop();
       await this.status.stop();
       await this.api?.close().catch((err: unknown) => this.log.warn("dispatcher: API close failed", { err }));

@@ -13,6 +13,7 @@ import {
   envList,
   envLogLevel,
   envOptional,
+  envOptionalInt,
   envString,
   type Env,
 } from "../common/env.js";
@@ -38,6 +39,11 @@ export interface DispatcherCliConfig {
   sidecarResources?: { cpu: string; memory: string };
   dataRoot?: string;
   replicas: number;
+  /**
+   * No live replica of a Deployment for this long: its Tasks go out again
+   * (0: never). Absent: the dispatcher's default (10 s).
+   */
+  reviveGraceMs?: number;
 }
 
 /** The settings from the environment and the arguments; refuses contradictions. Pure. */
@@ -90,6 +96,7 @@ function parse(env: Env, argv: readonly string[]): DispatcherCliConfig {
   const sidecarImage = envOptional(env, "BEEMESH_SIDECAR_IMAGE");
   const sidecarNatsUrl = envOptional(env, "BEEMESH_SIDECAR_NATS_URL");
   const dataRoot = envOptional(env, "BEEMESH_DATA_ROOT");
+  const reviveGraceMs = envOptionalInt(env, "BEEMESH_REVIVE_GRACE_MS", { min: 0, max: 3_600_000 });
   return {
     natsServers,
     svidDir,
@@ -115,6 +122,7 @@ function parse(env: Env, argv: readonly string[]): DispatcherCliConfig {
       : {}),
     ...(dataRoot !== undefined ? { dataRoot } : {}),
     replicas: envInt(env, "BEEMESH_NATS_REPLICAS", 1, { min: 1, max: 5 }),
+    ...(reviveGraceMs !== undefined ? { reviveGraceMs } : {}),
   };
 }
 
@@ -171,6 +179,9 @@ export async function main(env: Record<string, string | undefined>, argv: readon
     logger,
     registry,
     replicas: cfg.replicas,
+    ...(cfg.reviveGraceMs !== undefined
+      ? { revive: cfg.reviveGraceMs > 0 ? { graceMs: cfg.reviveGraceMs } : false }
+      : {}),
     waitForNats: true,
   });
   // The SVID rotates under the bus (its SvidSource); the API follows when it serves the SVID.

@@ -7,6 +7,7 @@
 // watchdogs scale and roll it (DESIGN §4).
 import {
   deterministicTaskId,
+  parseTask,
   shardOf,
   subjects,
   type ProviderRecord,
@@ -16,6 +17,7 @@ import {
 } from "../../../protocol/index.js";
 import type { Logger } from "../../common/log.js";
 import {
+  isComplete,
   needsCensus,
   planFanout,
   type DispatchRecord,
@@ -93,6 +95,43 @@ export interface ReconcileResult {
   readonly live?: number;
   /** The dispatch record after this reconcile (absent for an object being deleted). */
   readonly record?: DispatchRecord;
+}
+
+export type ReviveOutcome =
+  /** A new round was claimed and its Tasks published. */
+  | "published"
+  /** A round someone claimed but did not finish was published (same task ids: the stream drops repeats). */
+  | "resumed"
+  /** The record moved on (another dispatcher revived first, or the object changed): nothing published. */
+  | "superseded"
+  /** Not a fully dispatched Deployment with replicas at this generation: nothing published. */
+  | "ineligible";
+
+export interface ReviveResult {
+  readonly outcome: ReviveOutcome;
+  readonly generation: number;
+  /** The round published, or the record's round when nothing was. */
+  readonly round: number;
+  readonly published: number;
+  readonly duplicates: number;
+  readonly record?: DispatchRecord;
+}
+
+/** Task hint naming the revival round a Task belongs to (for people and tests; nothing acts on it). */
+export const REVIVAL_HINT = "beemesh.io/revival";
+
+/** Revival Tasks get ids of their own per round: the first ids may still sit in the stream's dedup window. */
+export function revivalTaskId(
+  r: Pick<RenderedWorkload, "uid" | "generation" | "createdMs">,
+  round: number,
+  slot: number,
+): string {
+  return deterministicTaskId({
+    uid: r.uid,
+    generation: r.generation,
+    slot: `revive-${round}-${slot}`,
+    timeMs: r.createdMs,
+  });
 }
 
 export interface GoneWorkload {
@@ -187,6 +226,12 @@ export class Fanout {
 
     const removed =
       plan.removeOrdinalsFrom !== undefined ? await this.removeMembers(r, plan.removeOrdinalsFrom, log) : 0;
+    // A revival belongs to its generation: kept by a rewrite of it, dropped by the next.
+    const before = stored?.record;
+    const revival =
+      before?.uid === plan.record.uid && before.generation === plan.record.generation
+        ? before.revival
+        : undefined;
     const base = (next: number): DispatchRecord => ({
       kind: r.kind,
       ns: r.ns,
@@ -195,6 +240,7 @@ export class Fanout {
       next,
       manifests: r.manifests.map((m) => ({ key: m.key, sha256: m.sha256 })),
       task: taskTemplateOf(r),
+      ...(revival ? { revival } : {}),
       ts: this.o.now(),
     });
     // The new manifests are recorded before the first Task: watchdogs clone from
@@ -251,6 +297,157 @@ export class Fanout {
       ...(census ? { live: census.live } : {}),
       record: saved.record,
     };
+  }
+
+  /**
+   * Every replica of a Deployment is gone (the caller judged it, ../logic/revive.ts):
+   * publish its Tasks again, one per replica, from the manifest and task template
+   * of its record, under the round after `round` (the record's round the caller
+   * saw). The round is claimed in the record by compare-and-set before the first
+   * Task, so of several dispatchers one publishes; a claimed round left
+   * unfinished is published again under the same ids. The new pods take free
+   * clone slots at start like any dispatcher-placed pod, so slot holders stay
+   * within replicas + maxSurge whatever survives unseen.
+   */
+  async revive(w: Workload, round: number): Promise<ReviveResult> {
+    const generation = w.metadata.generation ?? 1;
+    const r = renderWorkload(w, this.o.render);
+    const ref: RecordRef = { kind: r.kind, ns: r.ns, name: r.name };
+    const log = this.o.logger.child({ workload: workloadKey(ref), generation });
+    const nothing = (outcome: ReviveOutcome, rec?: DispatchRecord): ReviveResult => ({
+      outcome,
+      generation,
+      round: rec?.revival?.round ?? 0,
+      published: 0,
+      duplicates: 0,
+      ...(rec ? { record: rec } : {}),
+    });
+    if (r.kind !== "Deployment" || w.metadata.deletionTimestamp !== undefined || r.replicas === 0)
+      return nothing("ineligible");
+    let stored = await this.o.records.get(ref);
+    for (let attempt = 1; ; attempt++) {
+      const rec = stored?.record;
+      if (
+        stored === undefined ||
+        rec === undefined ||
+        rec.uid !== r.uid ||
+        rec.generation !== generation ||
+        rec.template_hash !== r.templateHash ||
+        rec.replicas !== r.replicas ||
+        !isComplete(rec)
+      )
+        return nothing("ineligible", rec);
+      const current = rec.revival;
+      if ((current?.round ?? 0) !== round) return nothing("superseded", rec);
+      if (current !== undefined && current.next < current.count) {
+        return this.publishRevival(r, stored, current, "resumed", log);
+      }
+      const claim = { round: round + 1, count: r.replicas, next: 0 };
+      try {
+        const revision = await this.o.records.put(
+          { ...rec, revival: claim, ts: this.o.now() },
+          stored.revision,
+        );
+        const claimed = { record: { ...rec, revival: claim }, revision };
+        return this.publishRevival(r, claimed, claim, "published", log);
+      } catch (err) {
+        if (!(err instanceof RecordConflictError) || attempt >= MAX_RECORD_ATTEMPTS) throw err;
+        stored = await this.o.records.get(ref);
+      }
+    }
+  }
+
+  private async publishRevival(
+    r: RenderedWorkload,
+    stored: StoredRecord,
+    revival: NonNullable<DispatchRecord["revival"]>,
+    outcome: "published" | "resumed",
+    log: Logger,
+  ): Promise<ReviveResult> {
+    const rec = stored.record;
+    let published = 0;
+    let duplicates = 0;
+    for (let start = revival.next; start < revival.count; start += this.concurrency) {
+      const end = Math.min(revival.count, start + this.concurrency);
+      const acks = await Promise.all(
+        range(start, end).map(async (slot) => {
+          const task = this.revivalTask(r, rec, revival.round, slot);
+          const ack = await this.o.tasks.publishTask(
+            this.subjects.tasks(shardOf(task.task_id, this.o.shards)),
+            task,
+          );
+          const index = published++;
+          await this.o.hooks?.afterTaskPublished?.(task, index);
+          return ack;
+        }),
+      );
+      duplicates += acks.filter((a) => a.duplicate).length;
+    }
+    const done = { ...revival, next: revival.count };
+    const record = await this.finishRevival({ ...rec, revival: done, ts: this.o.now() }, stored.revision);
+    log.warn("revive: no replica was left; published the Tasks again", {
+      round: revival.round,
+      outcome,
+      published,
+      duplicates,
+    });
+    return { outcome, generation: rec.generation, round: revival.round, published, duplicates, record };
+  }
+
+  /** Marks the round published; whoever wrote meanwhile at least as far along wins. */
+  private async finishRevival(record: DispatchRecord, expected: number): Promise<DispatchRecord> {
+    let next = record;
+    let revision = expected;
+    for (let attempt = 1; ; attempt++) {
+      try {
+        await this.o.records.put(next, revision);
+        return next;
+      } catch (err) {
+        if (!(err instanceof RecordConflictError) || attempt >= MAX_RECORD_ATTEMPTS) throw err;
+        const theirs = await this.o.records.get(record);
+        const mine = record.revival!;
+        const other = theirs?.record.revival;
+        if (
+          theirs === undefined ||
+          theirs.record.uid !== record.uid ||
+          theirs.record.generation !== record.generation ||
+          other === undefined ||
+          other.round !== mine.round ||
+          other.next >= mine.next
+        )
+          return theirs?.record ?? record;
+        next = { ...theirs.record, revival: mine, ts: this.o.now() };
+        revision = theirs.revision;
+      }
+    }
+  }
+
+  /** A revival Task: the record's manifest and task template, so it runs what the watchdogs clone. */
+  private revivalTask(r: RenderedWorkload, rec: DispatchRecord, round: number, slot: number): Task {
+    const manifest = rec.manifests[0];
+    if (manifest === undefined) throw new FanoutError(`the record of ${r.ns}/${r.name} names no manifest`);
+    const template = rec.task ?? taskTemplateOf(r);
+    const task: Task = {
+      task_id: revivalTaskId(r, round, slot),
+      kind: "Deployment",
+      ns: r.ns,
+      parent: r.name,
+      parent_uid: rec.uid,
+      generation: rec.generation,
+      manifest_ref: { key: manifest.key, sha256: manifest.sha256 },
+      ...template,
+      hints: { ...template.hints, [REVIVAL_HINT]: String(round) },
+      attempt: 0,
+      origin: "dispatcher",
+      nonce: this.o.nonce(),
+      ts: this.o.now(),
+    };
+    const parsed = parseTask(task);
+    if (!parsed.ok)
+      throw new FanoutError(`revival task for ${r.ns}/${r.name} slot ${slot} is invalid`, {
+        cause: parsed.error,
+      });
+    return parsed.value;
   }
 
   private async storeManifests(r: RenderedWorkload): Promise<void> {

@@ -74,7 +74,8 @@ export function kvManifestWriter(kv: KV): ManifestWriter {
   };
 }
 
-function decodeRecord(value: Uint8Array): DispatchRecord | undefined {
+/** A dispatch record from its KV value; undefined when it is not one. */
+export function decodeRecord(value: Uint8Array): DispatchRecord | undefined {
   let raw: unknown;
   try {
     raw = JSON.parse(new TextDecoder().decode(value));

@@ -2,6 +2,7 @@
 // dispatch record of what was published before (level-based: the same inputs
 // always give the same plan, in any dispatcher, after any restart). Pure.
 import type { WorkloadKind } from "../../../protocol/index.js";
+import type { RevivalProgress } from "../logic/revive.js";
 import type { TaskTemplate } from "./render.js";
 
 /**
@@ -33,6 +34,13 @@ export interface DispatchRecord {
    * sidecar's clone Task copies it. Absent in records of older dispatchers.
    */
   task?: TaskTemplate;
+  /**
+   * The latest revival of `generation` (every replica was gone, so the
+   * dispatcher published its Tasks again, ../logic/revive.ts). Claimed by
+   * compare-and-set before its first Task, so several dispatchers publish a
+   * round once; carried over by every write of the same generation.
+   */
+  revival?: RevivalProgress;
   /** Wall clock of the write, for humans. */
   ts: number;
 }
@@ -63,7 +71,7 @@ export interface FanoutPlan {
   from: number;
   to: number;
   /** The record once everything is published (its `next` is `to`). */
-  record: Omit<DispatchRecord, "kind" | "ns" | "name" | "ts" | "manifests" | "task">;
+  record: Omit<DispatchRecord, "kind" | "ns" | "name" | "ts" | "manifests" | "task" | "revival">;
   /** StatefulSet members at or above this ordinal must go (scale-down without a watchdog). */
   removeOrdinalsFrom?: number;
   /** Whether the stored record must be rewritten (false: nothing changed at all). */

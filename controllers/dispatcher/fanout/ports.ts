@@ -108,6 +108,12 @@ export const DispatchRecordSchema = Type.Object(
         { additionalProperties: false },
       ),
     ),
+    revival: Type.Optional(
+      Type.Object(
+        { round: Type.Integer({ minimum: 1 }), count: NonNegative(), next: NonNegative() },
+        { additionalProperties: false },
+      ),
+    ),
     ts: NonNegative(),
   },
   { additionalProperties: false },

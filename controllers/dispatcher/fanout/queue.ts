@@ -50,6 +50,16 @@ export class KeyedQueue<T> {
     this.pump();
   }
 
+  /**
+   * Adds `item` only when nothing is pending or waiting to retry for `key`, so
+   * an occasional item (a revival) never replaces a pending one (an upsert).
+   */
+  offer(key: string, item: T): boolean {
+    if (this.stopped || this.pending.has(key) || this.retryTimers.has(key)) return false;
+    this.add(key, item);
+    return true;
+  }
+
   /** Resolves once nothing is pending, running or waiting to retry. */
   idle(): Promise<void> {
     if (this.isIdle()) return Promise.resolve();

@@ -9,6 +9,7 @@ import {
   type ProviderRecord,
   type WorkloadKind,
 } from "../../../protocol/index.js";
+import type { PodEvidence } from "../logic/revive.js";
 import type { PodView } from "./aggregate.js";
 
 interface Seen<T> {
@@ -123,6 +124,33 @@ export class PodObservations {
           ? freshH.ready && freshH.healthy
           : kind === "StatefulSet" && freshP?.state === "running";
       out.push({ pod, generation: freshH?.generation ?? freshP?.generation ?? 0, running, ready });
+    }
+    return out;
+  }
+
+  /**
+   * What the revival decision weighs per pod of one workload as of `nowMs`:
+   * whether its heartbeat is fresh (and not a farewell), stale or never seen,
+   * and the node of a fresh provider record that says starting or running.
+   */
+  evidence(key: string, nowMs: number, f: Freshness): PodEvidence[] {
+    const e = this.byWorkload.get(key);
+    if (!e) return [];
+    const out: PodEvidence[] = [];
+    for (const pod of new Set([...e.providers.keys(), ...e.heartbeats.keys()])) {
+      const p = e.providers.get(pod);
+      const h = e.heartbeats.get(pod);
+      const heartbeat =
+        h === undefined
+          ? "none"
+          : nowMs - h.atMs <= f.heartbeatTtlMs && !h.value.retiring
+            ? "fresh"
+            : "stale";
+      const up =
+        p !== undefined &&
+        nowMs - p.atMs <= f.providerTtlMs &&
+        (p.value.state === "running" || p.value.state === "starting");
+      out.push({ pod, heartbeat, ...(up ? { providerNode: p.value.node_id } : {}) });
     }
     return out;
   }

@@ -1,0 +1,2 @@
+// Public entry of the dispatcher's pure decisions (no clock, timer or I/O inside).
+export * from "./revive.js";
