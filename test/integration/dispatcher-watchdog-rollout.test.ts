@@ -27,8 +27,8 @@ const tasks: Task[] = [];
 const dispatcherLog = memoryLogger("dispatcher");
 
 beforeAll(async () => {
-  // A clone whose record lagged its object waits out cloneGraceMs before it is tried again.
-  mesh = await WatchdogMesh.start({ nodes: 3, readyDelayMs: 300, logic: { cloneGraceMs: 4000 } });
+  // Default cloneGraceMs (60 s): a record lagging its object is waited for, not waited out.
+  mesh = await WatchdogMesh.start({ nodes: 3, readyDelayMs: 300 });
   admin = await busAs(mesh.nats, "admin");
   const sub = admin.bus.subscribe(subjects().allTasks, { type: "Task", parse: parseTask });
   void (async () => {
