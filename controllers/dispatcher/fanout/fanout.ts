@@ -247,30 +247,19 @@ export class Fanout {
     // the record, and must not wait for a long fan-out to finish to find them.
     if (plan.from < plan.to) stored = await this.saveRecord(base(plan.from), stored, plan, log);
 
-    let published = 0;
-    let duplicates = 0;
     let sinceCheckpoint = 0;
-    for (let start = plan.from; start < plan.to; start += this.concurrency) {
-      const end = Math.min(plan.to, start + this.concurrency);
-      const acks = await Promise.all(
-        range(start, end).map(async (slot) => {
-          const task = buildTask(r, slot, { nonce: this.o.nonce(), ts: this.o.now() });
-          const ack = await this.o.tasks.publishTask(
-            this.subjects.tasks(shardOf(task.task_id, this.o.shards)),
-            task,
-          );
-          const index = published++;
-          await this.o.hooks?.afterTaskPublished?.(task, index);
-          return ack;
-        }),
-      );
-      duplicates += acks.filter((a) => a.duplicate).length;
-      sinceCheckpoint += end - start;
-      if (sinceCheckpoint >= this.checkpointEvery && end < plan.to) {
-        stored = await this.saveRecord(base(end), stored, plan, log);
-        sinceCheckpoint = 0;
-      }
-    }
+    const { published, duplicates } = await this.publishSlots(
+      plan.from,
+      plan.to,
+      (slot) => buildTask(r, slot, { nonce: this.o.nonce(), ts: this.o.now() }),
+      async (start, end) => {
+        sinceCheckpoint += end - start;
+        if (sinceCheckpoint >= this.checkpointEvery && end < plan.to) {
+          stored = await this.saveRecord(base(end), stored, plan, log);
+          sinceCheckpoint = 0;
+        }
+      },
+    );
     const saved = await this.saveRecord(base(plan.to), stored, plan, log);
     if (plan.byWatchdogs) {
       log.info("fan-out: recorded; the live watchdogs carry it out", {
@@ -357,21 +346,23 @@ export class Fanout {
     }
   }
 
-  private async publishRevival(
-    r: RenderedWorkload,
-    stored: StoredRecord,
-    revival: NonNullable<DispatchRecord["revival"]>,
-    outcome: "published" | "resumed",
-    log: Logger,
-  ): Promise<ReviveResult> {
-    const rec = stored.record;
+  /**
+   * Publishes the Tasks of slots [from, to), `concurrency` at a time;
+   * `afterBatch` runs after each batch (checkpoints).
+   */
+  private async publishSlots(
+    from: number,
+    to: number,
+    taskOf: (slot: number) => Task,
+    afterBatch?: (start: number, end: number) => Promise<void>,
+  ): Promise<{ published: number; duplicates: number }> {
     let published = 0;
     let duplicates = 0;
-    for (let start = revival.next; start < revival.count; start += this.concurrency) {
-      const end = Math.min(revival.count, start + this.concurrency);
+    for (let start = from; start < to; start += this.concurrency) {
+      const end = Math.min(to, start + this.concurrency);
       const acks = await Promise.all(
         range(start, end).map(async (slot) => {
-          const task = this.revivalTask(r, rec, revival.round, slot);
+          const task = taskOf(slot);
           const ack = await this.o.tasks.publishTask(
             this.subjects.tasks(shardOf(task.task_id, this.o.shards)),
             task,
@@ -382,7 +373,22 @@ export class Fanout {
         }),
       );
       duplicates += acks.filter((a) => a.duplicate).length;
+      await afterBatch?.(start, end);
     }
+    return { published, duplicates };
+  }
+
+  private async publishRevival(
+    r: RenderedWorkload,
+    stored: StoredRecord,
+    revival: NonNullable<DispatchRecord["revival"]>,
+    outcome: "published" | "resumed",
+    log: Logger,
+  ): Promise<ReviveResult> {
+    const rec = stored.record;
+    const { published, duplicates } = await this.publishSlots(revival.next, revival.count, (slot) =>
+      this.revivalTask(r, rec, revival.round, slot),
+    );
     const done = { ...revival, next: revival.count };
     const record = await this.finishRevival({ ...rec, revival: done, ts: this.o.now() }, stored.revision);
     log.warn("revive: no replica was left; published the Tasks again", {
