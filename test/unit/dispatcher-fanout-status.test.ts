@@ -225,13 +225,26 @@ describe("PodObservations", () => {
       { pod: "web-b", generation: 1, running: true, ready: false },
       { pod: "web-d", generation: 2, running: true, ready: true },
     ]);
-    // Heartbeats age out by arrival time: at 4500 ms only the provider records still count.
+    // Heartbeats age out by arrival time. At 4500 ms web-a's watchdog has been
+    // silent past the TTL: its pod (or node) is gone although its provider
+    // record still says running; web-b's watchdog was never heard (still starting).
     expect(obs.views("Deployment/default/web", 4500, fresh).map((p) => [p.pod, p.ready])).toEqual([
-      ["web-a", false],
       ["web-b", false],
     ]);
-    obs.providerKeyGone("deployment.default.web.web-a");
-    expect(obs.views("Deployment/default/web", 4500, fresh).map((p) => p.pod)).toEqual(["web-b"]);
+    obs.providerKeyGone("deployment.default.web.web-b");
+    expect(obs.views("Deployment/default/web", 4500, fresh)).toEqual([]);
+  });
+
+  it("a Deployment pod that said farewell no longer runs; one heard again runs again", () => {
+    const obs = new PodObservations();
+    obs.provider(providerRecord("web-a", "running"), 0);
+    obs.heartbeat("Deployment", { ...heartbeat("web-a", true), retiring: true }, 1000);
+    expect(obs.views("Deployment/default/web", 1500, fresh)).toEqual([]);
+    obs.provider(providerRecord("web-b", "running"), 0);
+    obs.heartbeat("Deployment", heartbeat("web-b", true), 1000);
+    expect(obs.views("Deployment/default/web", 4500, fresh)).toEqual([]);
+    obs.heartbeat("Deployment", heartbeat("web-b", true), 5000);
+    expect(obs.views("Deployment/default/web", 5500, fresh).map((p) => p.pod)).toEqual(["web-b"]);
   });
 
   it("a StatefulSet member is ready when its node reports it running; changes are announced", () => {

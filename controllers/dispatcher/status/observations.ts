@@ -101,7 +101,8 @@ export class PodObservations {
 
   /**
    * The pods of one workload as of `nowMs`. Running: a fresh provider record
-   * that is starting or running, or a fresh heartbeat. Ready: a fresh heartbeat
+   * that is starting or running, or a fresh heartbeat; for a Deployment, not a
+   * pod whose heartbeats stopped or said farewell. Ready: a fresh heartbeat
    * that says ready and healthy; for a StatefulSet (no watchdog) also a
    * running provider record.
    */
@@ -117,7 +118,13 @@ export class PodObservations {
       const freshP = p !== undefined && nowMs - p.atMs <= f.providerTtlMs ? p.value : undefined;
       const freshH = h !== undefined && nowMs - h.atMs <= f.heartbeatTtlMs ? h.value : undefined;
       const providerUp = freshP !== undefined && (freshP.state === "running" || freshP.state === "starting");
-      const running = providerUp || freshH !== undefined;
+      // A Deployment pod whose watchdog was heard and then fell silent (or said
+      // farewell) is gone with its pod or node, although the provider record of
+      // a dead node lives on until its TTL: counting it would keep a healed
+      // Deployment at N+1 running and short of "complete" for up to a minute.
+      const watchdogGone =
+        kind === "Deployment" && h !== undefined && (freshH === undefined || h.value.retiring);
+      const running = !watchdogGone && (providerUp || freshH !== undefined);
       if (!running) continue;
       const ready =
         freshH !== undefined
