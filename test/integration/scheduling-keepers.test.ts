@@ -70,16 +70,20 @@ test("3 keepers, 1,000 tasks: exactly one lease per task", async () => {
     won += await counterValue(k.registry, "beemesh_keeper_awards_total", { result: "won" });
     conflicts += await counterValue(k.registry, "beemesh_keeper_awards_total", { result: "conflict" });
   }
-  console.log(`scheduling-keepers: awards won ${won}, create conflicts ${conflicts}`);
+  const wonBy: number[] = [];
+  for (const k of mesh.keepers)
+    wonBy.push(await counterValue(k.registry, "beemesh_keeper_awards_total", { result: "won" }));
+  console.log(
+    `scheduling-keepers: awards won ${won} (${wonBy.join(" / ")} per keeper), create conflicts ${conflicts}`,
+  );
   // Re-awards after an expiry are wins too; without expiries, exactly one per task.
   if (expired === 0) expect(won).toBe(TASKS);
   else expect(won).toBeGreaterThanOrEqual(TASKS);
   expect(conflicts).toBeGreaterThan(0);
-  // Each keeper won some: none of them is a hidden leader.
-  for (const k of mesh.keepers)
-    expect(await counterValue(k.registry, "beemesh_keeper_awards_total", { result: "won" })).toBeGreaterThan(
-      0,
-    );
+  // No hidden leader: more than one keeper's creates landed. Not every keeper:
+  // who writes first follows message delivery order, which is systematic (one
+  // keeper may lose nearly every race: 26 / 543 / 431 and 356 / 19 / 625 seen).
+  expect(wonBy.filter((n) => n > 0).length).toBeGreaterThanOrEqual(2);
 
   // One pod per task across all nodes, run by the lease holder.
   const runner = new Map<string, string>();
