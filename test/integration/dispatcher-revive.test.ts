@@ -76,15 +76,7 @@ afterAll(async () => {
 
 /** `n` pods, every watchdog running and ready, all on one template. */
 function settled(n: number) {
-  return () => {
-    const live = mesh.live(NAME);
-    const ok =
-      live.length === n &&
-      mesh.watchdogsSettled(NAME) &&
-      mesh.readyPods(NAME).length === n &&
-      live.every((p) => mesh.watchdogOf(p)?.status().view?.ready === true);
-    return ok ? live : undefined;
-  };
+  return () => mesh.settledReady(NAME, n);
 }
 
 function diagnose(err: unknown): never {

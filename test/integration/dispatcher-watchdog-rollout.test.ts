@@ -94,19 +94,9 @@ function reconcileOf(generation: number): Promise<ReconcileResult> {
   }).catch(diagnose);
 }
 
-/** `n` pods, every watchdog running and ready by its own probes (and by ground truth), all on one template. */
+/** `n` pods, every watchdog running and ready, all on one template. */
 function settled(n: number) {
-  return () => {
-    const live = mesh.live(NAME);
-    const templates = new Set(live.map((p) => mesh.templateOf(p)));
-    const ok =
-      live.length === n &&
-      templates.size <= 1 &&
-      mesh.watchdogsSettled(NAME) &&
-      mesh.readyPods(NAME).length === n &&
-      live.every((p) => mesh.watchdogOf(p)?.status().view?.ready === true);
-    return ok ? live : undefined;
-  };
+  return () => mesh.settledReady(NAME, n);
 }
 
 function diagnose(err: unknown): never {

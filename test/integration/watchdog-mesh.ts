@@ -505,6 +505,21 @@ export class WatchdogMesh {
   }
 
   /**
+   * The live pods of `parent` when exactly `n` run, every watchdog runs its loop
+   * and reports ready, all on one template; otherwise undefined (for waitFor).
+   */
+  settledReady(parent: string, n: number): string[] | undefined {
+    const live = this.live(parent);
+    const ok =
+      live.length === n &&
+      new Set(live.map((p) => this.templateOf(p))).size <= 1 &&
+      this.watchdogsSettled(parent) &&
+      this.readyPods(parent).length === n &&
+      live.every((p) => this.watchdogOf(p)?.status().view?.ready === true);
+    return ok ? live : undefined;
+  }
+
+  /**
    * Heartbeat rounds a "stays at N" check observes: a peer is judged missing
    * after ttlIntervals silent rounds, and twice that leaves time for a clone
    * (or a retirement) it caused to show up in the runtimes.
