@@ -3,10 +3,7 @@
 // StatefulSet scale-down and deletion. The fake stream drops a repeated task
 // id the way JetStream's dedup window does.
 import {
-  parseBeemeshDeployment,
   parseBeemeshStatefulSet,
-  parseTask,
-  type BeemeshDeployment,
   type BeemeshStatefulSet,
   type Event,
   type ProviderRecord,
@@ -14,68 +11,9 @@ import {
   type Task,
   type WorkloadKind,
 } from "../../protocol/index.js";
-import {
-  Fanout,
-  RecordConflictError,
-  recordKey,
-  type DispatchRecord,
-  type FanoutHooks,
-  type LiveReplicas,
-  type RecordRef,
-  type RecordStore,
-} from "../../controllers/dispatcher/fanout/index.js";
+import { Fanout, type FanoutHooks, type LiveReplicas } from "../../controllers/dispatcher/fanout/index.js";
 import { memoryLogger } from "../../controllers/common/log.js";
-
-class FakeStream {
-  readonly accepted: Task[] = [];
-  readonly subjects: string[] = [];
-  attempts = 0;
-  private readonly seen = new Set<string>();
-  log: string[] = [];
-  async publishTask(subject: string, task: Task) {
-    this.attempts++;
-    expect(parseTask(task).ok).toBe(true);
-    if (this.seen.has(task.task_id)) return { duplicate: true };
-    this.seen.add(task.task_id);
-    this.accepted.push(task);
-    this.subjects.push(subject);
-    this.log.push(`task ${task.task_id}`);
-    return { duplicate: false };
-  }
-}
-
-class FakeManifests {
-  readonly stored = new Map<string, Uint8Array>();
-  constructor(private readonly log: string[]) {}
-  async storeManifest(key: string, bytes: Uint8Array) {
-    this.stored.set(key, bytes);
-    this.log.push(`manifest ${key}`);
-  }
-}
-
-class FakeRecords implements RecordStore {
-  readonly map = new Map<string, { record: DispatchRecord; revision: number }>();
-  private rev = 0;
-  writes = 0;
-  async get(ref: RecordRef) {
-    const e = this.map.get(recordKey(ref));
-    return e ? { record: structuredClone(e.record), revision: e.revision } : undefined;
-  }
-  async put(record: DispatchRecord, expected: number | undefined) {
-    const key = recordKey(record);
-    const cur = this.map.get(key);
-    if ((cur?.revision ?? undefined) !== expected) throw new RecordConflictError(key);
-    this.writes++;
-    this.map.set(key, { record: structuredClone(record), revision: ++this.rev });
-    return this.rev;
-  }
-  async delete(ref: RecordRef) {
-    this.map.delete(recordKey(ref));
-  }
-  async list() {
-    return [...this.map.values()].map((e) => e.record);
-  }
-}
+import { FakeManifests, FakeRecords, FakeStream, deployment } from "../helpers/fanout-fakes.js";
 
 interface World {
   stream: FakeStream;
@@ -126,27 +64,6 @@ function fanout(
     logger: memoryLogger("fanout"),
     ...extra,
   });
-}
-
-function deployment(generation: number, replicas: number, image = "localhost/app:1"): BeemeshDeployment {
-  const parsed = parseBeemeshDeployment({
-    apiVersion: "beemesh.io/v1alpha1",
-    kind: "BeemeshDeployment",
-    metadata: {
-      name: "web",
-      namespace: "default",
-      uid: "uid-1",
-      generation,
-      creationTimestamp: "2026-01-01T00:00:00Z",
-    },
-    spec: {
-      replicas,
-      selector: { matchLabels: { app: "web" } },
-      template: { metadata: { labels: { app: "web" } }, spec: { containers: [{ name: "app", image }] } },
-    },
-  });
-  if (!parsed.ok) throw parsed.error;
-  return parsed.value;
 }
 
 function statefulSet(generation: number, replicas: number): BeemeshStatefulSet {

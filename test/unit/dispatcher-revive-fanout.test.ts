@@ -3,68 +3,17 @@
 // round is published again under the same ids (the fake stream drops repeats
 // as JetStream's dedup window does); Tasks come from the record's manifest
 // and task template; the revival stays with its generation.
-import {
-  parseBeemeshDeployment,
-  parseTask,
-  type BeemeshDeployment,
-  type Task,
-} from "../../protocol/index.js";
+import { type BeemeshDeployment } from "../../protocol/index.js";
 import {
   Fanout,
   REVIVAL_HINT,
-  RecordConflictError,
-  recordKey,
   revivalTaskId,
   taskIdFor,
   renderWorkload,
-  type DispatchRecord,
   type FanoutHooks,
-  type RecordRef,
-  type RecordStore,
 } from "../../controllers/dispatcher/fanout/index.js";
 import { memoryLogger } from "../../controllers/common/log.js";
-
-class FakeStream {
-  readonly accepted: Task[] = [];
-  attempts = 0;
-  private readonly seen = new Set<string>();
-  async publishTask(_subject: string, task: Task) {
-    this.attempts++;
-    expect(parseTask(task).ok).toBe(true);
-    if (this.seen.has(task.task_id)) return { duplicate: true };
-    this.seen.add(task.task_id);
-    this.accepted.push(task);
-    return { duplicate: false };
-  }
-}
-
-// Copies through JSON, as KV does (structuredClone would hand back objects of another realm under Jest).
-const copy = <T>(v: T): T => JSON.parse(JSON.stringify(v)) as T;
-
-class FakeRecords implements RecordStore {
-  readonly map = new Map<string, { record: DispatchRecord; revision: number }>();
-  private rev = 0;
-  async get(ref: RecordRef) {
-    const e = this.map.get(recordKey(ref));
-    return e ? { record: copy(e.record), revision: e.revision } : undefined;
-  }
-  async put(record: DispatchRecord, expected: number | undefined) {
-    const key = recordKey(record);
-    const cur = this.map.get(key);
-    if ((cur?.revision ?? undefined) !== expected) throw new RecordConflictError(key);
-    this.map.set(key, { record: copy(record), revision: ++this.rev });
-    return this.rev;
-  }
-  async delete(ref: RecordRef) {
-    this.map.delete(recordKey(ref));
-  }
-  async list() {
-    return [...this.map.values()].map((e) => e.record);
-  }
-  current(): DispatchRecord {
-    return [...this.map.values()][0]!.record;
-  }
-}
+import { FakeRecords, FakeStream, deployment } from "../helpers/fanout-fakes.js";
 
 interface World {
   stream: FakeStream;
@@ -91,27 +40,6 @@ function fanout(w: World, opts: { hooks?: FanoutHooks; sidecarImage?: string } =
     logger: memoryLogger("fanout"),
     ...(opts.hooks ? { hooks: opts.hooks } : {}),
   });
-}
-
-function deployment(generation: number, replicas: number, image = "localhost/app:1"): BeemeshDeployment {
-  const parsed = parseBeemeshDeployment({
-    apiVersion: "beemesh.io/v1alpha1",
-    kind: "BeemeshDeployment",
-    metadata: {
-      name: "web",
-      namespace: "default",
-      uid: "uid-1",
-      generation,
-      creationTimestamp: "2026-01-01T00:00:00Z",
-    },
-    spec: {
-      replicas,
-      selector: { matchLabels: { app: "web" } },
-      template: { metadata: { labels: { app: "web" } }, spec: { containers: [{ name: "app", image }] } },
-    },
-  });
-  if (!parsed.ok) throw parsed.error;
-  return parsed.value;
 }
 
 const revivalTasks = (w: World, round: number) =>
