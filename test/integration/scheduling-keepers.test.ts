@@ -61,7 +61,9 @@ test("3 keepers, 1,000 tasks: exactly one lease per task", async () => {
   // they are re-awarded, and the checks below still demand one copy per task.
   const expired = mesh.events.filter((e) => e.status === "expired" && ids.has(e.task_id)).length;
   if (expired > 0) console.warn(`scheduling-keepers: ${expired} leases expired (renewals starved)`);
-  expect(deployed()).toHaveLength(TASKS);
+  expect(new Set(deployed().map((e) => e.task_id)).size).toBe(TASKS);
+  // A re-awarded task deploys again on its new holder.
+  if (expired === 0) expect(deployed()).toHaveLength(TASKS);
 
   // The keepers raced: their winning writes add up to exactly one per task, and some lost.
   let won = 0;
@@ -80,19 +82,38 @@ test("3 keepers, 1,000 tasks: exactly one lease per task", async () => {
   if (expired === 0) expect(won).toBe(TASKS);
   else expect(won).toBeGreaterThanOrEqual(TASKS);
   expect(conflicts).toBeGreaterThan(0);
-  // No hidden leader: more than one keeper's creates landed. Not every keeper:
-  // who writes first follows message delivery order, which is systematic (one
-  // keeper may lose nearly every race: 26 / 543 / 431 and 356 / 19 / 625 seen).
-  expect(wonBy.filter((n) => n > 0).length).toBeGreaterThanOrEqual(2);
-
-  // One pod per task across all nodes, run by the lease holder.
-  const runner = new Map<string, string>();
-  for (const { nodeId, runtime } of mesh.agents.values()) {
-    for (const p of (await runtime.list()).pods) {
-      expect(runner.has(p.identity.taskId)).toBe(false);
-      runner.set(p.identity.taskId, nodeId);
-    }
+  // No hidden leader: every keeper tried to award (its creates won or met a
+  // conflict). Who writes first follows message delivery order, which is
+  // systematic, so one keeper may win nearly all (1 / 999 / 0 seen).
+  for (const k of mesh.keepers) {
+    const tried =
+      (await counterValue(k.registry, "beemesh_keeper_awards_total", { result: "won" })) +
+      (await counterValue(k.registry, "beemesh_keeper_awards_total", { result: "conflict" }));
+    expect(tried).toBeGreaterThan(0);
   }
+
+  // One pod per task across all nodes, run by the lease holder. After an expiry
+  // the task's old pod is gone before its new holder's runs, so wait for the
+  // listing to cover every task; a task on two nodes fails at once.
+  const listing = async () => {
+    const runner = new Map<string, string>();
+    const twice: string[] = [];
+    for (const { nodeId, runtime } of mesh.agents.values()) {
+      for (const p of (await runtime.list()).pods) {
+        if (runner.has(p.identity.taskId)) twice.push(p.identity.taskId);
+        runner.set(p.identity.taskId, nodeId);
+      }
+    }
+    return { runner, twice };
+  };
+  const { runner, twice } = await waitFor(
+    async () => {
+      const l = await listing();
+      return l.runner.size === TASKS || l.twice.length > 0 ? l : undefined;
+    },
+    { timeoutMs: 30_000, intervalMs: 200, what: "one pod for every task" },
+  );
+  expect(twice).toEqual([]);
   expect(runner.size).toBe(TASKS);
   const lease = await mesh.infra.buckets.leases.get(`task.${tasks[0]!.task_id}`);
   expect(lease?.json<{ winner_id: string }>().winner_id).toBe(runner.get(tasks[0]!.task_id));
