@@ -118,9 +118,10 @@ test("3 keepers, 1,000 tasks: exactly one lease per task", async () => {
   const lease = await mesh.infra.buckets.leases.get(`task.${tasks[0]!.task_id}`);
   expect(lease?.json<{ winner_id: string }>().winner_id).toBe(runner.get(tasks[0]!.task_id));
 
-  // Every keeper let go of every task once it was deployed.
+  // Every keeper let go of every task once it was deployed. Generous: in the
+  // full suite other workers share the 2 cores and the keepers' loops lag.
   await waitFor(() => mesh.keepers.every((k) => k.keeper.activeTasks() === 0), {
-    timeoutMs: 10_000,
-    what: "keepers idle",
+    timeoutMs: 30_000,
+    what: `keepers idle (tracking ${mesh.keepers.map((k) => k.keeper.activeTasks()).join(" / ")} when the wait began)`,
   });
-}, 90_000);
+}, 120_000);
