@@ -27,7 +27,7 @@ export interface StepContext {
 
 export interface Step {
   name: string;
-  /** The step fails when it takes longer. */
+  /** Expected bound; a success past it is reported as a warning (the step's own waits make it fail). */
   budgetMs: number;
   /** Returns one line saying what happened. */
   run(ctx: StepContext): Promise<string>;

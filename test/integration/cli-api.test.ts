@@ -169,12 +169,13 @@ test("rollout status gives up after --timeout with exit 1", async () => {
   expect((await cli(["apply", "-f", join(dir, "slow.yaml")])).code).toBe(0);
   await setStatus("slow", { observedGeneration: 1, replicas: 2, updatedReplicas: 2, readyReplicas: 1 });
   const started = Date.now();
-  const r = await cli(["rollout", "status", "bmd/slow", "--timeout", "2s"]);
+  // Long enough for the first GET on a loaded machine: the deadline runs from before it.
+  const r = await cli(["rollout", "status", "bmd/slow", "--timeout", "4s"]);
   expect(r.code).toBe(1);
-  expect(Date.now() - started).toBeGreaterThanOrEqual(2000);
+  expect(Date.now() - started).toBeGreaterThanOrEqual(4000);
   expect(r.stdout).toBe("Waiting for rollout to finish: 1 of 2 updated replicas are available...\n");
   expect(r.stderr).toBe(
-    'error: timed out waiting for the rollout of beemeshdeployment.beemesh.io "slow" (2s)\n',
+    'error: timed out waiting for the rollout of beemeshdeployment.beemesh.io "slow" (4s)\n',
   );
 });
 

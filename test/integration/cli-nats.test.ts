@@ -7,7 +7,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { ulid } from "ulid";
 import type { NatsConnection } from "@nats-io/transport-node";
-import { Kvm } from "@nats-io/kv";
+import { Kvm, type KV } from "@nats-io/kv";
 import { writeSvidFiles, createCa, issueSvid } from "../../identity/ca.js";
 import { spiffeId } from "../../identity/spiffe-id.js";
 import { ensureSchedulingInfra } from "../../controllers/common/nats-setup.js";
@@ -26,6 +26,7 @@ let node: TestBus;
 let keeper: TestBus;
 let forger: TestBus;
 let dispatcherNc: NatsConnection;
+let nodesKv: KV;
 const s = subjects();
 const webTasks = { deployed: ulid(), forged: ulid(), live: ulid() };
 const dbTask = ulid();
@@ -91,9 +92,14 @@ beforeAll(async () => {
   );
   await publish(forger, sampleEvent("default", "web", { task_id: webTasks.forged, status: "removed" }));
 
-  const kv = await new Kvm(node.bus.nc).open("beemesh-nodes");
-  await kv.put("node-1", JSON.stringify({ ...exampleNodeStatus(), last_seen: Date.now() }));
-  await kv.put(
+  nodesKv = await new Kvm(node.bus.nc).open("beemesh-nodes");
+  await writeNodes();
+}, 40_000);
+
+/** Node records seen just now and 5 minutes ago, and one that does not parse. */
+async function writeNodes(): Promise<void> {
+  await nodesKv.put("node-1", JSON.stringify({ ...exampleNodeStatus(), last_seen: Date.now() }));
+  await nodesKv.put(
     "node-2",
     JSON.stringify({
       ...exampleNodeStatus(),
@@ -102,8 +108,8 @@ beforeAll(async () => {
       last_seen: Date.now() - 300_000,
     }),
   );
-  await kv.put("broken", JSON.stringify({ node_id: "broken" }));
-}, 40_000);
+  await nodesKv.put("broken", JSON.stringify({ node_id: "broken" }));
+}
 
 afterAll(async () => {
   killAllChildren();
@@ -184,6 +190,8 @@ test("events --watch prints the backlog, then new events as they come, until int
 });
 
 test("nodes lists each node's use, capacity, labels and age; a broken entry is reported", async () => {
+  // Ages are printed against the wall clock: written again here, not minutes earlier in beforeAll.
+  await writeNodes();
   const r = await runCliChild(["nodes", ...natsArgs()]);
   expect(r.code).toBe(0);
   const lines = r.stdout.trimEnd().split("\n");

@@ -160,7 +160,7 @@ test("killed right after storing the manifests: nothing was published, the resta
   expect(new Set(tasks.map((t) => t.task_id)).size).toBe(6);
   // The first object was finished earlier and stays as it was.
   expect(await tasksOf("web")).toHaveLength(10);
-  expect(results.find((r) => r.key === "Deployment/default/web")?.result.reason).toBe("up-to-date");
+  expect((await reconciled(results, "Deployment/default/web")).reason).toBe("up-to-date");
 });
 
 test("an object deleted while no dispatcher ran is retired by the next one from its orphaned record", async () => {

@@ -14,6 +14,10 @@ import { parseTask, subjects, type Task, type WorkloadStatus } from "../../proto
 import { busAs, type TestBus } from "../helpers/bus.js";
 import { waitFor, withTimeout } from "../helpers/wait.js";
 import { NS, WatchdogMesh } from "./watchdog-mesh.js";
+import { Kvm } from "@nats-io/kv";
+import { BUCKETS } from "../../protocol/subjects.js";
+import { kvProviderDirectory } from "../../controllers/dispatcher/fanout/nats.js";
+import { liveReplicasFrom } from "../../controllers/dispatcher/fanout/ports.js";
 
 const NAME = "web";
 const KEY = `Deployment/${NS}/${NAME}`;
@@ -188,6 +192,13 @@ it("after a scale to 0 no watchdog is left, so the dispatcher starts the replica
   await waitFor(() => mesh.live(NAME).length === 0, { timeoutMs: 15_000, what: "no pod left" }).catch(
     diagnose,
   );
+  // The dispatcher counts live replicas from provider records, which node agents
+  // drop only after the pod is gone: the scale-up below must find none left.
+  const census = liveReplicasFrom(kvProviderDirectory(await new Kvm(admin.bus.nc).open(BUCKETS.providers)));
+  await waitFor(async () => (await census.count("Deployment", NS, NAME)) === 0, {
+    timeoutMs: 10_000,
+    what: "no provider record of a starting or running pod",
+  });
   mesh.mark();
   await patch({ replicas: 3 });
   expect(await reconcileOf(5)).toMatchObject({ reason: "scaled-up", published: 3, byWatchdogs: false });

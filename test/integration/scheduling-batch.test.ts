@@ -8,11 +8,16 @@ import { parseTaskLeaseKey, decodeLeaseEntry } from "../../controllers/common/le
 import { SchedulingMesh, podTemplate, type MeshAgent } from "../helpers/scheduling-mesh.js";
 import { waitFor } from "../helpers/wait.js";
 
+// The hinted favourite must bid before the selection window closes; on a
+// loaded machine 250 ms can pass before its bid is read. The window closes
+// early once every node has bid, so a wide one costs these tests nothing.
+const FAVOURITE_WINDOW = { logic: { windowMs: 1500 } };
+
 let mesh: SchedulingMesh;
 
 beforeAll(async () => {
   mesh = await SchedulingMesh.start();
-  await mesh.addKeeper("lk-1");
+  await mesh.addKeeper("lk-1", FAVOURITE_WINDOW);
 });
 
 afterAll(async () => {

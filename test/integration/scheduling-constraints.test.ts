@@ -5,13 +5,18 @@ import { SchedulingMesh, podTemplate } from "../helpers/scheduling-mesh.js";
 import { waitFor } from "../helpers/wait.js";
 import type { ManifestRef, Task } from "../../protocol/index.js";
 
+// The hinted favourite must bid before the selection window closes; on a
+// loaded machine 250 ms can pass before its bid is read. The window closes
+// early once every node has bid, so a wide one costs these tests nothing.
+const FAVOURITE_WINDOW = { logic: { windowMs: 1500 } };
+
 describe("selectors, taints, anti-affinity", () => {
   let mesh: SchedulingMesh;
   let ref: ManifestRef;
 
   beforeAll(async () => {
     mesh = await SchedulingMesh.start();
-    await mesh.addKeeper("lk-1");
+    await mesh.addKeeper("lk-1", FAVOURITE_WINDOW);
     await mesh.addAgent("zone-a-ssd", { labels: { zone: "a", disk: "ssd" } });
     await mesh.addAgent("zone-b", { labels: { zone: "b" } });
     await mesh.addAgent("zone-b-gpu", {
@@ -104,7 +109,7 @@ describe("preemption", () => {
 
   beforeAll(async () => {
     mesh = await SchedulingMesh.start();
-    await mesh.addKeeper("lk-1");
+    await mesh.addKeeper("lk-1", FAVOURITE_WINDOW);
     for (const id of ["p-1", "p-2"]) {
       await mesh.addAgent(id, {
         fake: { capacity: { cpuMillis: 1000 } },

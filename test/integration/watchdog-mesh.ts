@@ -56,7 +56,7 @@ import {
 import { newNonce } from "../../protocol/bus/index.js";
 import { startNats, type NatsFixture } from "../helpers/nats-server.js";
 import { busAs, type TestBus } from "../helpers/bus.js";
-import { withTimeout } from "../helpers/wait.js";
+import { waitFor, withTimeout } from "../helpers/wait.js";
 
 export const NS = "default";
 
@@ -648,17 +648,27 @@ export class WatchdogMesh {
    * Resolves once the object is stored; `recorded` resolves with the time
    * (performance.now()) the record was written.
    */
+  /**
+   * Writes a new generation of the object now and its dispatch record once
+   * `recordWhen` holds (a staged lag, not a timer: the test says which
+   * watchdog step the record must come after). `recorded` resolves with the
+   * performance.now() of the record's write.
+   */
   async updateRecordLater(
     name: string,
     edit: (obj: BeemeshDeployment) => void,
-    recordDelayMs: number,
+    recordWhen: { until: () => boolean; what: string; timeoutMs?: number },
   ): Promise<{ obj: BeemeshDeployment; recorded: Promise<number> }> {
     const current = await this.getObject(name);
     edit(current);
     current.metadata.generation = (current.metadata.generation ?? 1) + 1;
     const obj = this.asStored(current);
     await this.putObject(obj);
-    const recorded = new Promise<void>((wake) => setTimeout(wake, recordDelayMs))
+    const recorded = waitFor(recordWhen.until, {
+      timeoutMs: recordWhen.timeoutMs ?? 20_000,
+      intervalMs: 5,
+      what: recordWhen.what,
+    })
       .then(() => this.storeDispatch(obj))
       .then(() => performance.now());
     return { obj, recorded };

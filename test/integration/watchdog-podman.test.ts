@@ -124,7 +124,8 @@ describePodman("watchdog on real podman pods", () => {
         imagePullPolicy: "Never",
         command: ["sh", "-c", `${loop}; sleep 3600`],
         resources: { limits: { cpu: "100m", memory: "32Mi" } },
-        livenessProbe: probe,
+        // podman exec is slow on a loaded machine: liveness is lenient, so a slow probe never retires a healthy pod.
+        livenessProbe: { ...probe, timeoutSeconds: 10, failureThreshold: 5 },
         readinessProbe: probe,
       },
     ];

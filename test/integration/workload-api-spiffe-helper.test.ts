@@ -14,6 +14,7 @@ import type { SpiffeHelperUpdate } from "../../identity/spiffe-helper.js";
 import { spiffeId } from "../../identity/spiffe-id.js";
 import { verifySvidChain } from "../../identity/verify.js";
 import { WorkloadApiServer } from "../../identity/workload-api/index.js";
+import type { Clock } from "../../identity/clock.js";
 
 const TD = "beemesh.local";
 const POD = spiffeId(TD, "ns", "shop", "deployment", "cart", "cart-0");
@@ -24,15 +25,28 @@ let dir: string;
 let srv: WorkloadApiServer;
 let n = 0;
 const children: ChildProcess[] = [];
+/** Rotation timers the server set; a test fires them instead of waiting out half an SVID's life. */
+let rotationTimers: (() => void)[] = [];
+const manualTimers: Clock = {
+  now: () => Date.now(),
+  setTimer: (fn) => {
+    rotationTimers.push(fn);
+    return () => {
+      rotationTimers = rotationTimers.filter((t) => t !== fn);
+    };
+  },
+};
 
 beforeAll(async () => {
   ca = await createCa({ trustDomain: TD });
   dir = await mkdtemp(join(tmpdir(), "bm-sh-"));
 });
 beforeEach(() => {
+  rotationTimers = [];
   srv = new WorkloadApiServer({
     issue: (id, publicKey) =>
-      issueSvid(ca, { id, role: "workload", ttlMs: 2000, ...(publicKey ? { publicKey } : {}) }),
+      issueSvid(ca, { id, role: "workload", ttlMs: 60 * 60 * 1000, ...(publicKey ? { publicKey } : {}) }),
+    clock: manualTimers,
   });
 });
 afterEach(async () => {
@@ -133,6 +147,9 @@ test("writes the SVID files and signals the workload on each rotation", async ()
     expect(await keyMatches(files1.leaf, files1.keyPem)).toBe(true);
     expect((await stat(join(out, "svid_key.pem"))).mode & 0o777).toBe(0o600);
 
+    // Half the SVID's life has passed: the server rotates and pushes.
+    expect(rotationTimers).toHaveLength(1);
+    rotationTimers.shift()!();
     const second = await updates.next(5000, "rotation");
     expect(second.sequence).toBe(2);
     expect(await lines.next(5000, "second SIGHUP")).toBe("HUP");
