@@ -74,6 +74,7 @@ import {
   MAX_LOG_LINES,
   NODE_REPLY_TYPE,
   REMOVE_SPEC,
+  STATUS_SPEC,
   type LogsRequest,
   type NodeReply,
 } from "./node-api.js";
@@ -541,6 +542,10 @@ export class NodeAgent {
     this.consume(this.bus.subscribe(this.subj.node(this.nodeId, "logs"), LOGS_SPEC), (m) =>
       this.track(this.onLogs(m)),
     );
+    this.consume(this.bus.subscribe(this.subj.node(this.nodeId, "status"), STATUS_SPEC), (m) => {
+      this.replyTo(m, { ok: true, pods: this.held.size });
+      return Promise.resolve();
+    });
     await this.bus.nc.flush();
 
     const jitter = Math.floor(Math.random() * Math.min(this.s.statusIntervalMs, 1000));

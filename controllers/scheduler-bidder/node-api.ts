@@ -1,6 +1,6 @@
 // Requests one node agent answers on `<prefix>.node.<nodeId>.<verb>` (DESIGN §2)
-// and its replies. RemoveRequest is a wire message of protocol/; the logs
-// request and the reply are this agent's own (replies travel on the
+// and its replies. RemoveRequest is a wire message of protocol/; the logs and
+// status requests and the reply are this agent's own (replies travel on the
 // requester's inbox, which the authorization table leaves to the requester).
 import { Type, type Static } from "@sinclair/typebox";
 import { makeParser, parseRemoveRequest, subjects, type RemoveRequest } from "../../protocol/index.js";
@@ -9,6 +9,7 @@ import type { Received, RequestOptions } from "../../protocol/bus/index.js";
 export const NODE_REPLY_TYPE = "NodeReply";
 export const LOGS_REQUEST_TYPE = "LogsRequest";
 export const REMOVE_REQUEST_TYPE = "RemoveRequest";
+export const STATUS_REQUEST_TYPE = "StatusRequest";
 
 /** Lines a logs reply carries per container at most; NATS payloads are capped at 1 MiB. */
 export const MAX_LOG_LINES = 1000;
@@ -27,6 +28,10 @@ export const LogsRequest = Type.Object(
 );
 export type LogsRequest = Static<typeof LogsRequest>;
 
+/** "Are you there?": answered by a running agent with the pods it holds. */
+export const StatusRequest = Type.Object({ ts: Type.Integer({ minimum: 0 }) }, { additionalProperties: false });
+export type StatusRequest = Static<typeof StatusRequest>;
+
 export const NodeReply = Type.Object(
   {
     ok: Type.Boolean(),
@@ -34,6 +39,8 @@ export const NodeReply = Type.Object(
     pod: Type.Optional(Name),
     /** remove: whether a pod was stopped and deleted. */
     removed: Type.Optional(Type.Boolean()),
+    /** status: pods the agent holds (starting or running). */
+    pods: Type.Optional(Type.Integer({ minimum: 0 })),
     error: Type.Optional(Type.String({ maxLength: 4096 })),
     logs: Type.Optional(
       Type.Array(
@@ -58,6 +65,11 @@ export const parseLogsRequest = makeParser({
   schema: LogsRequest,
   rules: () => undefined,
 });
+export const parseStatusRequest = makeParser({
+  name: STATUS_REQUEST_TYPE,
+  schema: StatusRequest,
+  rules: () => undefined,
+});
 export const parseNodeReply = makeParser({
   name: NODE_REPLY_TYPE,
   schema: NodeReply,
@@ -66,6 +78,7 @@ export const parseNodeReply = makeParser({
 
 export const REMOVE_SPEC = { type: REMOVE_REQUEST_TYPE, parse: parseRemoveRequest } as const;
 export const LOGS_SPEC = { type: LOGS_REQUEST_TYPE, parse: parseLogsRequest } as const;
+export const STATUS_SPEC = { type: STATUS_REQUEST_TYPE, parse: parseStatusRequest } as const;
 
 /** What a requester needs of a Bus. */
 export interface NodeApiRequester {
@@ -81,7 +94,7 @@ const fromNode = (nodeId: string) => (reply: { principal: { kind: string; nodeId
 async function requestNode(
   bus: NodeApiRequester,
   nodeId: string,
-  verb: "remove" | "logs",
+  verb: "remove" | "logs" | "status",
   type: string,
   req: unknown,
   timeoutMs: number,
@@ -112,4 +125,14 @@ export function requestLogs(
   timeoutMs = 10_000,
 ): Promise<NodeReply> {
   return requestNode(bus, nodeId, "logs", LOGS_REQUEST_TYPE, req, timeoutMs);
+}
+
+/** Asks a node agent whether it is there; resolves with its signed reply (the pods it holds). */
+export function requestStatus(
+  bus: NodeApiRequester,
+  nodeId: string,
+  req: StatusRequest,
+  timeoutMs = 5000,
+): Promise<NodeReply> {
+  return requestNode(bus, nodeId, "status", STATUS_REQUEST_TYPE, req, timeoutMs);
 }

@@ -1,9 +1,9 @@
-// A node agent's request subjects (`beemesh.node.<nodeId>.remove|logs`, DESIGN
+// A node agent's request subjects (`beemesh.node.<nodeId>.remove|logs|status`, DESIGN
 // §2, §5): answered, signed, for dispatchers, users, and a workload asking for
 // its own pod; refused for anyone else, and for a stale fencing token.
 import { counterValue } from "../../protocol/bus/index.js";
 import { FakeRuntime } from "../../controllers/scheduler-bidder/runtime/index.js";
-import { requestLogs, requestRemove } from "../../controllers/scheduler-bidder/node-api.js";
+import { requestLogs, requestRemove, requestStatus } from "../../controllers/scheduler-bidder/node-api.js";
 import { SchedulingMesh, podTemplate } from "../helpers/scheduling-mesh.js";
 import { busAs, type TestBus } from "../helpers/bus.js";
 import type { Event, RemoveRequest } from "../../protocol/index.js";
@@ -51,6 +51,26 @@ test("logs for a user: the pod's last lines, signed by the node", async () => {
   expect(reply.logs).toEqual([{ name: "app", lines: ["hello from the pod"] }]);
   const missing = await requestLogs(user.bus, "api-1", { ns: "default", pod: "nope", ts: Date.now() });
   expect(missing.ok).toBe(false);
+});
+
+test("status answers that the agent is there, with the pods it holds; a node not there has no responders", async () => {
+  const reply = await requestStatus(user.bus, "api-1", { ts: Date.now() });
+  expect(reply).toEqual(expect.objectContaining({ ok: true, node_id: "api-1", pods: 1 }));
+  await expect(requestStatus(user.bus, "api-9", { ts: Date.now() }, 1500)).rejects.toThrow(/no responders/i);
+  // A workload may not ask (only dispatchers and users): dropped and counted, no answer.
+  const pod = await busAs(mesh.nats, "watchdog", ["ns", "default", "deployment", "web", deployed.pod!]);
+  const agentBus = mesh.agents.get("api-1")!.bus;
+  const before = await counterValue(agentBus.registry, "beemesh_messages_rejected_total", {
+    reason: "unauthorized",
+  });
+  try {
+    await expect(requestStatus(pod.bus, "api-1", { ts: Date.now() }, 1500)).rejects.toThrow();
+  } finally {
+    await pod.bus.close();
+  }
+  expect(
+    await counterValue(agentBus.registry, "beemesh_messages_rejected_total", { reason: "unauthorized" }),
+  ).toBe(before + 1);
 });
 
 test("a workload of another parent cannot remove the pod: dropped, no answer", async () => {

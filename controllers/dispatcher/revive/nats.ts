@@ -5,7 +5,7 @@ import { Bucket, KvWatchInclude, type KV } from "@nats-io/kv";
 import { NoRespondersError, RequestError, TimeoutError } from "@nats-io/transport-node";
 import type { Bus } from "../../../protocol/bus/index.js";
 import type { Logger } from "../../common/log.js";
-import { requestLogs } from "../../scheduler-bidder/node-api.js";
+import { requestStatus } from "../../scheduler-bidder/node-api.js";
 import { FanoutError } from "../fanout/fanout.js";
 import { decodeRecord } from "../fanout/nats.js";
 import type { DispatchRecord } from "../fanout/plan.js";
@@ -70,24 +70,16 @@ export async function runRecordFeed(kv: KV, opts: RecordFeedOptions): Promise<vo
   }
 }
 
-/** A pod name no workload's pod can have (a Deployment's pods end in 10 characters of a task id). */
-const PROBE_POD = "beemesh-probe";
-
 /**
- * Asks a node agent for the logs of a pod it cannot hold: any signed answer
- * means the agent is there. No responders (its subscriptions are gone with its
- * connection) or no answer in time means it is not.
+ * Asks a node agent for its status: any signed answer means the agent is
+ * there. No responders (its subscriptions are gone with its connection) or no
+ * answer in time means it is not.
  */
-export function busNodeProber(bus: Bus, opts: { ns?: string; timeoutMs?: number } = {}): NodeProber {
+export function busNodeProber(bus: Bus, opts: { timeoutMs?: number } = {}): NodeProber {
   return {
     async probe(nodeId: string): Promise<NodeAnswer> {
       try {
-        await requestLogs(
-          bus,
-          nodeId,
-          { ns: opts.ns ?? "default", pod: PROBE_POD, tail: 1, ts: Date.now() },
-          opts.timeoutMs ?? 2000,
-        );
+        await requestStatus(bus, nodeId, { ts: Date.now() }, opts.timeoutMs ?? 2000);
         return "there";
       } catch (err) {
         return isSilence(err) ? "gone" : "unknown";
