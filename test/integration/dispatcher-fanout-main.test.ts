@@ -90,8 +90,16 @@ test("main.ts starts from its environment, publishes Tasks for an API object and
     timeoutMs: 15_000,
     what: "2 tasks",
   });
-  const metrics = await (await fetch(`http://127.0.0.1:${healthPort}/metrics`)).text();
-  expect(metrics).toMatch(/beemesh_dispatcher_tasks_total\{[^}]*outcome="stored"[^}]*\} 2/);
+  // The stream holds a Task a moment before the dispatcher has read its ack and counted it.
+  const stored = /beemesh_dispatcher_tasks_total\{[^}]*outcome="stored"[^}]*\} (\d+)/;
+  const metrics = await waitFor(
+    async () => {
+      const text = await (await fetch(`http://127.0.0.1:${healthPort}/metrics`)).text();
+      return stored.exec(text)?.[1] === "2" ? text : undefined;
+    },
+    { timeoutMs: 10_000, what: "2 Tasks counted as stored in /metrics" },
+  );
+  expect(metrics).toMatch(stored);
 
   child.kill("SIGTERM");
   expect(await withTimeout(exited, 25_000, "exit after SIGTERM")).toBe(0);
