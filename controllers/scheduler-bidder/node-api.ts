@@ -29,7 +29,10 @@ export const LogsRequest = Type.Object(
 export type LogsRequest = Static<typeof LogsRequest>;
 
 /** "Are you there?": answered by a running agent with the pods it holds. */
-export const StatusRequest = Type.Object({ ts: Type.Integer({ minimum: 0 }) }, { additionalProperties: false });
+export const StatusRequest = Type.Object(
+  { ts: Type.Integer({ minimum: 0 }) },
+  { additionalProperties: false },
+);
 export type StatusRequest = Static<typeof StatusRequest>;
 
 export const NodeReply = Type.Object(
@@ -108,31 +111,19 @@ async function requestNode(
   return r.payload;
 }
 
-/** Asks a node agent to remove one pod; resolves with its verified reply. */
-export function requestRemove(
-  bus: NodeApiRequester,
-  nodeId: string,
-  req: RemoveRequest,
-  timeoutMs = 30_000,
-): Promise<NodeReply> {
-  return requestNode(bus, nodeId, "remove", REMOVE_REQUEST_TYPE, req, timeoutMs);
+/** A request on one verb: (bus, nodeId, request, timeoutMs?) -> the asked node's verified reply. */
+function nodeRequest<Req>(verb: "remove" | "logs" | "status", type: string, defaultTimeoutMs: number) {
+  return (
+    bus: NodeApiRequester,
+    nodeId: string,
+    req: Req,
+    timeoutMs = defaultTimeoutMs,
+  ): Promise<NodeReply> => requestNode(bus, nodeId, verb, type, req, timeoutMs);
 }
 
-export function requestLogs(
-  bus: NodeApiRequester,
-  nodeId: string,
-  req: LogsRequest,
-  timeoutMs = 10_000,
-): Promise<NodeReply> {
-  return requestNode(bus, nodeId, "logs", LOGS_REQUEST_TYPE, req, timeoutMs);
-}
-
-/** Asks a node agent whether it is there; resolves with its signed reply (the pods it holds). */
-export function requestStatus(
-  bus: NodeApiRequester,
-  nodeId: string,
-  req: StatusRequest,
-  timeoutMs = 5000,
-): Promise<NodeReply> {
-  return requestNode(bus, nodeId, "status", STATUS_REQUEST_TYPE, req, timeoutMs);
-}
+/** Asks a node agent to remove one pod. */
+export const requestRemove = nodeRequest<RemoveRequest>("remove", REMOVE_REQUEST_TYPE, 30_000);
+/** Asks a node agent for a pod's last log lines. */
+export const requestLogs = nodeRequest<LogsRequest>("logs", LOGS_REQUEST_TYPE, 10_000);
+/** Asks a node agent whether it is there (the reply carries the pods it holds). */
+export const requestStatus = nodeRequest<StatusRequest>("status", STATUS_REQUEST_TYPE, 5000);
