@@ -3,7 +3,7 @@
 import { parseHeartbeat } from "../../protocol/parse.js";
 import { startNats, type NatsFixture } from "../helpers/nats-server.js";
 import { busAs, sampleHeartbeat } from "../helpers/bus.js";
-import { withTimeout } from "../helpers/wait.js";
+import { waitFor, withTimeout } from "../helpers/wait.js";
 
 let nats: NatsFixture;
 beforeAll(async () => {
@@ -54,7 +54,8 @@ test("a bus reconnects to a surviving server, keeps its subscriptions, and KV st
         sampleHeartbeat("default", "web", "web-0", Date.now(), seq),
       );
       await pod0.bus.flush().catch(() => undefined);
-      await new Promise((r) => setTimeout(r, 200));
+      // Awaits the heartbeat itself; sends again if it has not come within 200 ms.
+      await waitFor(() => seqs.includes(seq), { timeoutMs: 200, intervalMs: 10 }).catch(() => undefined);
     }
   };
   await heartbeatUntilSeen(1, "before failover");
