@@ -18,6 +18,7 @@ export type BucketName = (typeof BUCKETS)[keyof typeof BUCKETS];
 
 /** Verbs a node agent answers on `<prefix>.node.<nodeId>.<verb>`. */
 export const NODE_VERBS = { remove: "remove", logs: "logs", status: "status" } as const;
+export type NodeVerb = (typeof NODE_VERBS)[keyof typeof NODE_VERBS];
 
 export class SubjectError extends Error {
   override readonly name = "SubjectError";

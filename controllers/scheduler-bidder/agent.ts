@@ -25,6 +25,7 @@
 import { Counter, Registry } from "prom-client";
 import type { KV } from "@nats-io/kv";
 import {
+  NODE_VERBS,
   kvKeys,
   parseLease,
   parseTask,
@@ -536,13 +537,13 @@ export class NodeAgent {
         return Promise.resolve();
       },
     );
-    this.consume(this.bus.subscribe(this.subj.node(this.nodeId, "remove"), REMOVE_SPEC), (m) =>
+    this.consume(this.bus.subscribe(this.subj.node(this.nodeId, NODE_VERBS.remove), REMOVE_SPEC), (m) =>
       this.track(this.onRemove(m)),
     );
-    this.consume(this.bus.subscribe(this.subj.node(this.nodeId, "logs"), LOGS_SPEC), (m) =>
+    this.consume(this.bus.subscribe(this.subj.node(this.nodeId, NODE_VERBS.logs), LOGS_SPEC), (m) =>
       this.track(this.onLogs(m)),
     );
-    this.consume(this.bus.subscribe(this.subj.node(this.nodeId, "status"), STATUS_SPEC), (m) => {
+    this.consume(this.bus.subscribe(this.subj.node(this.nodeId, NODE_VERBS.status), STATUS_SPEC), (m) => {
       this.replyTo(m, { ok: true, pods: this.held.size });
       return Promise.resolve();
     });

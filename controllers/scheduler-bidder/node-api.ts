@@ -3,7 +3,14 @@
 // status requests and the reply are this agent's own (replies travel on the
 // requester's inbox, which the authorization table leaves to the requester).
 import { Type, type Static } from "@sinclair/typebox";
-import { makeParser, parseRemoveRequest, subjects, type RemoveRequest } from "../../protocol/index.js";
+import {
+  NODE_VERBS,
+  makeParser,
+  parseRemoveRequest,
+  subjects,
+  type NodeVerb,
+  type RemoveRequest,
+} from "../../protocol/index.js";
 import type { Received, RequestOptions } from "../../protocol/bus/index.js";
 
 export const NODE_REPLY_TYPE = "NodeReply";
@@ -97,7 +104,7 @@ const fromNode = (nodeId: string) => (reply: { principal: { kind: string; nodeId
 async function requestNode(
   bus: NodeApiRequester,
   nodeId: string,
-  verb: "remove" | "logs" | "status",
+  verb: NodeVerb,
   type: string,
   req: unknown,
   timeoutMs: number,
@@ -112,7 +119,7 @@ async function requestNode(
 }
 
 /** A request on one verb: (bus, nodeId, request, timeoutMs?) -> the asked node's verified reply. */
-function nodeRequest<Req>(verb: "remove" | "logs" | "status", type: string, defaultTimeoutMs: number) {
+function nodeRequest<Req>(verb: NodeVerb, type: string, defaultTimeoutMs: number) {
   return (
     bus: NodeApiRequester,
     nodeId: string,
@@ -122,8 +129,8 @@ function nodeRequest<Req>(verb: "remove" | "logs" | "status", type: string, defa
 }
 
 /** Asks a node agent to remove one pod. */
-export const requestRemove = nodeRequest<RemoveRequest>("remove", REMOVE_REQUEST_TYPE, 30_000);
+export const requestRemove = nodeRequest<RemoveRequest>(NODE_VERBS.remove, REMOVE_REQUEST_TYPE, 30_000);
 /** Asks a node agent for a pod's last log lines. */
-export const requestLogs = nodeRequest<LogsRequest>("logs", LOGS_REQUEST_TYPE, 10_000);
+export const requestLogs = nodeRequest<LogsRequest>(NODE_VERBS.logs, LOGS_REQUEST_TYPE, 10_000);
 /** Asks a node agent whether it is there (the reply carries the pods it holds). */
-export const requestStatus = nodeRequest<StatusRequest>("status", STATUS_REQUEST_TYPE, 5000);
+export const requestStatus = nodeRequest<StatusRequest>(NODE_VERBS.status, STATUS_REQUEST_TYPE, 5000);
