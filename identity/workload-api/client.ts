@@ -5,13 +5,7 @@
 import { x509 } from "../crypto.js";
 import { toArrayBuffer } from "../der.js";
 import type { SpiffeId } from "../spiffe-id.js";
-import {
-  WorkloadApiDerClient,
-  parseX509BundlesDerResponse,
-  parseX509SvidDerResponse,
-  type WorkloadApiClientOptions,
-  type X509DerContext,
-} from "./der-client.js";
+import { WorkloadApiDerClient, type WorkloadApiClientOptions, type X509DerContext } from "./der-client.js";
 
 export { WorkloadApiResponseError } from "./der-client.js";
 export type { WorkloadApiClientOptions } from "./der-client.js";
@@ -47,22 +41,14 @@ function withCertificates(ctx: X509DerContext): X509Context {
       hint: s.hint,
       notAfter: s.notAfter,
     })),
-    federatedBundles: new Map([...ctx.federatedBundles].map(([td, ders]) => [td, certificates(ders)])),
+    federatedBundles: bundlesWithCertificates(ctx.federatedBundles),
   };
 }
 
-function bundlesWithCertificates(bundles: Map<string, Uint8Array[]>): Map<string, x509.X509Certificate[]> {
+function bundlesWithCertificates(
+  bundles: ReadonlyMap<string, readonly Uint8Array[]>,
+): Map<string, x509.X509Certificate[]> {
   return new Map([...bundles].map(([td, ders]) => [td, certificates(ders)]));
-}
-
-/** Validates one X509SVIDResponse as it came off the wire. */
-export function parseX509SvidResponse(raw: unknown): Promise<X509Context> {
-  return Promise.resolve().then(() => withCertificates(parseX509SvidDerResponse(raw)));
-}
-
-/** Validates one X509BundlesResponse: trust domain ID → CA certificates. */
-export function parseX509BundlesResponse(raw: unknown): Map<string, x509.X509Certificate[]> {
-  return bundlesWithCertificates(parseX509BundlesDerResponse(raw));
 }
 
 export class WorkloadApiClient {

@@ -111,9 +111,7 @@ function parseSvidEntry(raw: unknown, index: number): X509SvidDer {
   } catch (err) {
     throw new WorkloadApiResponseError(`svids[${index}] leaf public key is unreadable`, { cause: err });
   }
-  const privateJwk = createPublicKey(privateKey).export({ format: "jwk" });
-  const leafJwk = leafKey.export({ format: "jwk" });
-  if (!ecP256(leafKey) || privateJwk.x !== leafJwk.x || privateJwk.y !== leafJwk.y) {
+  if (!ecP256(leafKey) || !leafKey.equals(createPublicKey(privateKey))) {
     throw new WorkloadApiResponseError(`svids[${index}].x509_svid_key does not belong to its certificate`);
   }
   const hint = typeof m["hint"] === "string" ? m["hint"] : "";

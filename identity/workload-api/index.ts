@@ -9,12 +9,7 @@ export {
   MIN_ROTATION_DELAY_MS,
 } from "./server.js";
 export type { IssueSvidFn, WorkloadApiServerOptions } from "./server.js";
-export {
-  WorkloadApiClient,
-  WorkloadApiResponseError,
-  parseX509SvidResponse,
-  parseX509BundlesResponse,
-} from "./client.js";
+export { WorkloadApiClient, WorkloadApiResponseError } from "./client.js";
 export type { X509Context, X509SvidEntry, WorkloadApiClientOptions } from "./client.js";
 export { WorkloadApiDerClient, parseX509SvidDerResponse, parseX509BundlesDerResponse } from "./der-client.js";
 export type { X509DerContext, X509SvidDer } from "./der-client.js";
