@@ -49,7 +49,6 @@ const copy = <T>(v: T): T => JSON.parse(JSON.stringify(v)) as T;
 export class FakeRecords implements RecordStore {
   readonly map = new Map<string, { record: DispatchRecord; revision: number }>();
   private rev = 0;
-  writes = 0;
   async get(ref: RecordRef) {
     const e = this.map.get(recordKey(ref));
     return e ? { record: copy(e.record), revision: e.revision } : undefined;
@@ -58,7 +57,6 @@ export class FakeRecords implements RecordStore {
     const key = recordKey(record);
     const cur = this.map.get(key);
     if ((cur?.revision ?? undefined) !== expected) throw new RecordConflictError(key);
-    this.writes++;
     this.map.set(key, { record: copy(record), revision: ++this.rev });
     return this.rev;
   }

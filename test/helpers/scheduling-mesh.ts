@@ -188,6 +188,13 @@ export class SchedulingMesh {
   }
 }
 
+/**
+ * Keeper options for tests whose hinted favourite must win: on a loaded
+ * machine 250 ms can pass before its bid is read. The window closes early once
+ * every node has bid, so a wide one costs these tests nothing.
+ */
+export const FAVOURITE_WINDOW = { logic: { windowMs: 1500 } };
+
 export const BUSYBOX_IMAGE = "localhost/beemesh/busybox:latest";
 
 /** A one-container pod template (never run by the fake runtime). */

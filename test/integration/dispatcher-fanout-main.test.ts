@@ -92,14 +92,16 @@ test("main.ts starts from its environment, publishes Tasks for an API object and
   });
   // The stream holds a Task a moment before the dispatcher has read its ack and counted it.
   const stored = /beemesh_dispatcher_tasks_total\{[^}]*outcome="stored"[^}]*\} (\d+)/;
-  const metrics = await waitFor(
+  const storedCount = await waitFor(
     async () => {
       const text = await (await fetch(`http://127.0.0.1:${healthPort}/metrics`)).text();
-      return stored.exec(text)?.[1] === "2" ? text : undefined;
+      const n = Number(stored.exec(text)?.[1] ?? 0);
+      return n >= 2 ? n : undefined;
     },
-    { timeoutMs: 10_000, what: "2 Tasks counted as stored in /metrics" },
+    { timeoutMs: 10_000, what: "Tasks counted as stored in /metrics" },
   );
-  expect(metrics).toMatch(stored);
+  // Two replicas, two Tasks: none counted twice.
+  expect(storedCount).toBe(2);
 
   child.kill("SIGTERM");
   expect(await withTimeout(exited, 25_000, "exit after SIGTERM")).toBe(0);

@@ -14,7 +14,6 @@ import { parseTask, subjects, type Task, type WorkloadStatus } from "../../proto
 import { busAs, type TestBus } from "../helpers/bus.js";
 import { waitFor, withTimeout } from "../helpers/wait.js";
 import { NS, WatchdogMesh } from "./watchdog-mesh.js";
-import { Kvm } from "@nats-io/kv";
 import { BUCKETS } from "../../protocol/subjects.js";
 import { kvProviderDirectory } from "../../controllers/dispatcher/fanout/nats.js";
 import { liveReplicasFrom } from "../../controllers/dispatcher/fanout/ports.js";
@@ -194,7 +193,7 @@ it("after a scale to 0 no watchdog is left, so the dispatcher starts the replica
   );
   // The dispatcher counts live replicas from provider records, which node agents
   // drop only after the pod is gone: the scale-up below must find none left.
-  const census = liveReplicasFrom(kvProviderDirectory(await new Kvm(admin.bus.nc).open(BUCKETS.providers)));
+  const census = liveReplicasFrom(kvProviderDirectory(await admin.bus.kvm.open(BUCKETS.providers)));
   await waitFor(async () => (await census.count("Deployment", NS, NAME)) === 0, {
     timeoutMs: 10_000,
     what: "no provider record of a starting or running pod",

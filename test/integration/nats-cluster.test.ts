@@ -44,20 +44,20 @@ test("a bus reconnects to a surviving server, keeps its subscriptions, and KV st
   // Interest crosses the cluster's routes a moment after pod1's own server has
   // it (flush confirms only that server), so a heartbeat is sent again until it
   // arrives, as a watchdog's next beat would be.
-  const heartbeatUntilSeen = async (seq: number, what: string) => {
-    const deadline = performance.now() + 10_000;
-    while (!seqs.includes(seq)) {
-      if (performance.now() > deadline) throw new Error(`no heartbeat ${seq} (${what}) within 10 s`);
-      pod0.bus.publish(
-        "beemesh.watchdog.default.web",
-        "Heartbeat",
-        sampleHeartbeat("default", "web", "web-0", Date.now(), seq),
-      );
-      await pod0.bus.flush().catch(() => undefined);
-      // Awaits the heartbeat itself; sends again if it has not come within 200 ms.
-      await waitFor(() => seqs.includes(seq), { timeoutMs: 200, intervalMs: 10 }).catch(() => undefined);
-    }
-  };
+  const heartbeatUntilSeen = (seq: number, what: string) =>
+    waitFor(
+      async () => {
+        if (seqs.includes(seq)) return true;
+        pod0.bus.publish(
+          "beemesh.watchdog.default.web",
+          "Heartbeat",
+          sampleHeartbeat("default", "web", "web-0", Date.now(), seq),
+        );
+        await pod0.bus.flush().catch(() => undefined);
+        return false;
+      },
+      { timeoutMs: 10_000, intervalMs: 200, what: `heartbeat ${seq} (${what})` },
+    );
   await heartbeatUntilSeen(1, "before failover");
 
   // Stop the server pod1 is connected to.

@@ -5,13 +5,8 @@
 // stops renewing; its share is re-awarded whole to a node with room for it.
 import type { FakeRuntime } from "../../controllers/scheduler-bidder/runtime/index.js";
 import { parseTaskLeaseKey, decodeLeaseEntry } from "../../controllers/common/lease-record.js";
-import { SchedulingMesh, podTemplate, type MeshAgent } from "../helpers/scheduling-mesh.js";
+import { FAVOURITE_WINDOW, SchedulingMesh, podTemplate, type MeshAgent } from "../helpers/scheduling-mesh.js";
 import { waitFor } from "../helpers/wait.js";
-
-// The hinted favourite must bid before the selection window closes; on a
-// loaded machine 250 ms can pass before its bid is read. The window closes
-// early once every node has bid, so a wide one costs these tests nothing.
-const FAVOURITE_WINDOW = { logic: { windowMs: 1500 } };
 
 let mesh: SchedulingMesh;
 

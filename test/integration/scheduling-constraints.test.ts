@@ -1,14 +1,9 @@
 // Placement constraints on the wire (DESIGN §3 steps 2 and 5): node
 // selectors, taints and tolerations, pod anti-affinity, `unschedulable` with
 // every node's reasons, and preemption that evicts only lower priorities.
-import { SchedulingMesh, podTemplate } from "../helpers/scheduling-mesh.js";
+import { FAVOURITE_WINDOW, SchedulingMesh, podTemplate } from "../helpers/scheduling-mesh.js";
 import { waitFor } from "../helpers/wait.js";
 import type { ManifestRef, Task } from "../../protocol/index.js";
-
-// The hinted favourite must bid before the selection window closes; on a
-// loaded machine 250 ms can pass before its bid is read. The window closes
-// early once every node has bid, so a wide one costs these tests nothing.
-const FAVOURITE_WINDOW = { logic: { windowMs: 1500 } };
 
 describe("selectors, taints, anti-affinity", () => {
   let mesh: SchedulingMesh;

@@ -14,14 +14,9 @@ import { NodeAgent } from "../../controllers/scheduler-bidder/agent.js";
 import { FakeRuntime } from "../../controllers/scheduler-bidder/runtime/index.js";
 import { ensureSchedulingInfra } from "../../controllers/common/nats-setup.js";
 import { memoryLogger } from "../../controllers/common/log.js";
-import { SchedulingMesh, podTemplate } from "../helpers/scheduling-mesh.js";
+import { FAVOURITE_WINDOW, SchedulingMesh, podTemplate } from "../helpers/scheduling-mesh.js";
 import { busAs } from "../helpers/bus.js";
 import { waitFor } from "../helpers/wait.js";
-
-// The hinted favourite must bid before the selection window closes; on a
-// loaded machine 250 ms can pass before its bid is read. The window closes
-// early once every node has bid, so a wide one costs these tests nothing.
-const FAVOURITE_WINDOW = { logic: { windowMs: 1500 } };
 
 const repo = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..");
 

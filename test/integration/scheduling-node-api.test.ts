@@ -60,17 +60,13 @@ test("status answers that the agent is there, with the pods it holds; a node not
   // A workload may not ask (only dispatchers and users): dropped and counted, no answer.
   const pod = await busAs(mesh.nats, "watchdog", ["ns", "default", "deployment", "web", deployed.pod!]);
   const agentBus = mesh.agents.get("api-1")!.bus;
-  const before = await counterValue(agentBus.registry, "beemesh_messages_rejected_total", {
-    reason: "unauthorized",
-  });
+  const before = await agentBus.rejected("unauthorized");
   try {
     await expect(requestStatus(pod.bus, "api-1", { ts: Date.now() }, 1500)).rejects.toThrow();
   } finally {
     await pod.bus.close();
   }
-  expect(
-    await counterValue(agentBus.registry, "beemesh_messages_rejected_total", { reason: "unauthorized" }),
-  ).toBe(before + 1);
+  expect(await agentBus.rejected("unauthorized")).toBe(before + 1);
 });
 
 test("a workload of another parent cannot remove the pod: dropped, no answer", async () => {

@@ -644,13 +644,7 @@ export class WatchdogMesh {
 
   /**
    * An edit as a slow dispatcher shows it to the watchdogs: the object's new
-   * generation first, its manifest and dispatch record `recordDelayMs` later.
-   * Resolves once the object is stored; `recorded` resolves with the time
-   * (performance.now()) the record was written.
-   */
-  /**
-   * Writes a new generation of the object now and its dispatch record once
-   * `recordWhen` holds (a staged lag, not a timer: the test says which
+   * generation now, its manifest and dispatch record once `recordWhen` holds (a staged lag, not a timer: the test says which
    * watchdog step the record must come after). `recorded` resolves with the
    * performance.now() of the record's write.
    */

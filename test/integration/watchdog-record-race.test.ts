@@ -44,6 +44,8 @@ interface Rollout {
   tookMs: number;
   /** From the record's write until the first pod of the new template started. */
   firstCloneAfterRecordMs: number;
+  /** From the object's write until the record's. */
+  recordLagMs: number;
 }
 
 /** Rolls `image` out with the record written once the watchdogs have logged `recordAfter` once more. */
@@ -98,16 +100,15 @@ async function rollWithLaggingRecord(image: string, recordAfter: string): Promis
   // maxSurge 1 / maxUnavailable 0, whatever the record did.
   expect(mesh.maxLiveSinceMark()).toBeLessThanOrEqual(REPLICAS + 1);
   expect(mesh.minReadySinceMark()).toBeGreaterThanOrEqual(REPLICAS);
-  return { tookMs, firstCloneAfterRecordMs };
+  return { tookMs, firstCloneAfterRecordMs, recordLagMs: recordedAt - t0 };
 }
 
 it("a record later than recordWaitMs: the slot is released and the clone retried, no cloneGraceMs stall", async () => {
   const before = { waited: logged(WAITING), gaveUp: logged(GAVE_UP) };
-  const t0 = performance.now();
   // The record comes only after a leader waited recordWaitMs for it and gave the slot up.
-  const { tookMs } = await rollWithLaggingRecord("localhost/app:v2", GAVE_UP);
+  const { tookMs, recordLagMs } = await rollWithLaggingRecord("localhost/app:v2", GAVE_UP);
   expect(tookMs).toBeLessThan(CLONE_GRACE_MS / 6);
-  expect(performance.now() - t0).toBeGreaterThanOrEqual(RECORD_WAIT_MS);
+  expect(recordLagMs).toBeGreaterThanOrEqual(RECORD_WAIT_MS);
   expect(logged(WAITING)).toBeGreaterThan(before.waited);
   expect(logged(GAVE_UP)).toBeGreaterThan(before.gaveUp);
 }, 40_000);

@@ -13,22 +13,26 @@ import {
   type FanoutHooks,
 } from "../../controllers/dispatcher/fanout/index.js";
 import { memoryLogger } from "../../controllers/common/log.js";
-import { FakeRecords, FakeStream, deployment } from "../helpers/fanout-fakes.js";
+import { FakeManifests, FakeRecords, FakeStream, deployment } from "../helpers/fanout-fakes.js";
 
 interface World {
   stream: FakeStream;
   records: FakeRecords;
-  manifests: Map<string, Uint8Array>;
+  manifests: FakeManifests;
 }
 
-const world = (): World => ({ stream: new FakeStream(), records: new FakeRecords(), manifests: new Map() });
+const world = (): World => ({
+  stream: new FakeStream(),
+  records: new FakeRecords(),
+  manifests: new FakeManifests(),
+});
 
 let clock = 1_800_000_000_000;
 function fanout(w: World, opts: { hooks?: FanoutHooks; sidecarImage?: string } = {}): Fanout {
   let n = 0;
   return new Fanout({
     tasks: w.stream,
-    manifests: { storeManifest: async (key, bytes) => void w.manifests.set(key, bytes) },
+    manifests: w.manifests,
     records: w.records,
     render: {
       natsUrl: "tls://127.0.0.1:4222",

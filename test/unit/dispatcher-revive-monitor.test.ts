@@ -7,32 +7,13 @@ import type { DispatchRecord } from "../../controllers/dispatcher/fanout/index.j
 import { templateHash } from "../../controllers/dispatcher/fanout/index.js";
 import { ReviveMonitor, type NodeAnswer } from "../../controllers/dispatcher/revive/index.js";
 import { PodObservations } from "../../controllers/dispatcher/status/index.js";
-import {
-  parseBeemeshDeployment,
-  type BeemeshDeployment,
-  type Heartbeat,
-  type ProviderRecord,
-} from "../../protocol/index.js";
+import type { BeemeshDeployment, Heartbeat, ProviderRecord } from "../../protocol/index.js";
+import { deployment as fakeDeployment } from "../helpers/fanout-fakes.js";
 
 const KEY = "Deployment/default/web";
 
-function deployment(replicas = 2): BeemeshDeployment {
-  const parsed = parseBeemeshDeployment({
-    apiVersion: "beemesh.io/v1alpha1",
-    kind: "BeemeshDeployment",
-    metadata: { name: "web", namespace: "default", uid: "uid-1", generation: 1 },
-    spec: {
-      replicas,
-      selector: { matchLabels: { app: "web" } },
-      template: {
-        metadata: { labels: { app: "web" } },
-        spec: { containers: [{ name: "app", image: "localhost/app:1" }] },
-      },
-    },
-  });
-  if (!parsed.ok) throw parsed.error;
-  return parsed.value;
-}
+/** default/web (uid-1), generation 1, as the fan-out fakes build it. */
+const deployment = (replicas = 2): BeemeshDeployment => fakeDeployment(1, replicas);
 
 function recordOf(w: BeemeshDeployment): DispatchRecord {
   return {
