@@ -13,11 +13,11 @@ import { parseArgs } from "node:util";
 const repo = resolve(dirname(fileURLToPath(import.meta.url)), "..");
 
 /** Entry point per sidecar; the bundle lands in <outdir>/sidecars/<name>/main.mjs. */
-export const SIDECARS = { watchdog: "controllers/watchdog/main.ts" } as const;
-export type SidecarName = keyof typeof SIDECARS;
+const SIDECARS = { watchdog: "controllers/watchdog/main.ts" } as const;
+type SidecarName = keyof typeof SIDECARS;
 
 /** Where a sidecar's bundle is, relative to the output directory (dist/ in the image: /app/dist). */
-export function sidecarBundlePath(name: SidecarName): string {
+function sidecarBundlePath(name: SidecarName): string {
   return join("sidecars", name, "main.mjs");
 }
 

@@ -269,22 +269,18 @@ export class Dispatcher {
     if (opts.revive !== false) {
       const ro = opts.revive ?? {};
       const revive = new ReviveMonitor({
-        settings: {
-          ...(ro.graceMs !== undefined ? { graceMs: ro.graceMs } : {}),
-          ...(ro.probeEveryMs !== undefined ? { probeEveryMs: ro.probeEveryMs } : {}),
-        },
+        // Unset values fall back to each receiver's default.
+        settings: { graceMs: ro.graceMs, probeEveryMs: ro.probeEveryMs },
         observations: this.observations,
         workload: (key) => this.latest.get(key),
-        prober: busNodeProber(bus, {
-          ...(ro.probeTimeoutMs !== undefined ? { timeoutMs: ro.probeTimeoutMs } : {}),
-        }),
+        prober: busNodeProber(bus, { timeoutMs: ro.probeTimeoutMs }),
         connected: () => bus.isConnected(),
         // Never in place of a pending reconcile: the next check offers it again.
         revive: (key, workload, round) => void this.queue.offer(key, { type: "revive", workload, round }),
         monotonic,
         logger: this.log.child({ part: "revive" }),
         providerTtlMs: opts.providerTtlMs ?? 60_000,
-        ...(ro.checkEveryMs !== undefined ? { checkEveryMs: ro.checkEveryMs } : {}),
+        checkEveryMs: ro.checkEveryMs,
         ...(userHooks?.onReviveDecision ? { onDecision: userHooks.onReviveDecision.bind(userHooks) } : {}),
       });
       this.revive = revive;

@@ -32,7 +32,7 @@ import {
 } from "../../protocol/bus/index.js";
 import { meshSubjects } from "../../identity/nats-config.js";
 import { Alarm, systemClock, type ControllerClock } from "../common/clock.js";
-import type { Logger } from "../common/log.js";
+import { silentLogger, type Logger } from "../common/log.js";
 import { requestRemove } from "../scheduler-bidder/node-api.js";
 import {
   WatchdogReplica,
@@ -195,14 +195,6 @@ const REMOVE_REASON: Record<RetireReason, RemoveRequest["reason"]> = {
   "no-slot": "scale-down",
 };
 
-const silent: Logger = {
-  debug: () => undefined,
-  info: () => undefined,
-  warn: () => undefined,
-  error: () => undefined,
-  child: () => silent,
-};
-
 function errorText(err: unknown): string {
   return err instanceof Error ? err.message : String(err);
 }
@@ -311,7 +303,7 @@ export class Watchdog {
     this.clock = opts.clock ?? systemClock;
     this.registry = opts.registry ?? new Registry();
     this.metrics = metricsIn(this.registry);
-    this.log = (opts.logger ?? silent).child({
+    this.log = (opts.logger ?? silentLogger).child({
       pod: opts.target.pod,
       deployment: `${opts.target.ns}/${opts.target.parent}`,
     });

@@ -16,8 +16,8 @@ import {
   type WorkloadKind,
 } from "../../../protocol/index.js";
 import type { Logger } from "../../common/log.js";
+import { revivalEligible, revivalUnfinished, type ReviveTarget } from "../logic/revive.js";
 import {
-  isComplete,
   needsCensus,
   planFanout,
   type DispatchRecord,
@@ -311,24 +311,22 @@ export class Fanout {
       duplicates: 0,
       ...(rec ? { record: rec } : {}),
     });
-    if (r.kind !== "Deployment" || w.metadata.deletionTimestamp !== undefined || r.replicas === 0)
-      return nothing("ineligible");
+    const target: ReviveTarget = {
+      uid: r.uid,
+      generation,
+      replicas: r.replicas,
+      templateHash: r.templateHash,
+      deleting: w.metadata.deletionTimestamp !== undefined,
+    };
+    if (r.kind !== "Deployment" || target.deleting || r.replicas === 0) return nothing("ineligible");
     let stored = await this.o.records.get(ref);
     for (let attempt = 1; ; attempt++) {
       const rec = stored?.record;
-      if (
-        stored === undefined ||
-        rec === undefined ||
-        rec.uid !== r.uid ||
-        rec.generation !== generation ||
-        rec.template_hash !== r.templateHash ||
-        rec.replicas !== r.replicas ||
-        !isComplete(rec)
-      )
+      if (stored === undefined || rec === undefined || !revivalEligible(target, rec))
         return nothing("ineligible", rec);
       const current = rec.revival;
       if ((current?.round ?? 0) !== round) return nothing("superseded", rec);
-      if (current !== undefined && current.next < current.count) {
+      if (current !== undefined && revivalUnfinished(rec)) {
         return this.publishRevival(r, stored, current, "resumed", log);
       }
       const claim = { round: round + 1, count: r.replicas, next: 0 };

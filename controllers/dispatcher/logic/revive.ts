@@ -25,7 +25,7 @@ export interface ReviveSettings {
   probeEveryMs: number;
 }
 
-export const DEFAULT_REVIVE_SETTINGS: ReviveSettings = { graceMs: 10_000, probeEveryMs: 1000 };
+const DEFAULT_REVIVE_SETTINGS: ReviveSettings = { graceMs: 10_000, probeEveryMs: 1000 };
 
 export class ReviveSettingsError extends Error {
   override readonly name = "ReviveSettingsError";
@@ -129,7 +129,7 @@ export interface ReviveDecision {
   wakeAtMs?: number;
 }
 
-export function epochOf(r: Pick<ReviveRecordView, "uid" | "generation" | "revival">): string {
+function epochOf(r: Pick<ReviveRecordView, "uid" | "generation" | "revival">): string {
   return `${r.uid}/${r.generation}/${r.revival?.round ?? 0}`;
 }
 
@@ -145,7 +145,8 @@ export function initialReviveState(record: ReviveRecordView, existedAtStart: boo
   return { epoch: epochOf(record), armed: existedAtStart || revivalUnfinished(record), deadSinceMs: null };
 }
 
-function eligible(t: ReviveTarget | undefined, r: ReviveRecordView): t is ReviveTarget {
+/** The record is the complete fan-out of the object as it stands now, which is what a revival republishes. */
+export function revivalEligible(t: ReviveTarget | undefined, r: ReviveRecordView): t is ReviveTarget {
   return (
     t !== undefined &&
     !t.deleting &&
@@ -174,7 +175,7 @@ export function decideRevival(
     state.deadSinceMs = null;
     return { state, verdict, live, probe };
   };
-  if (!eligible(input.target, record)) return quiet("ineligible");
+  if (!revivalEligible(input.target, record)) return quiet("ineligible");
   // Disconnected, every heartbeat looks stale: judge nothing until the feeds run again.
   if (!input.connected) return quiet("disconnected");
 
