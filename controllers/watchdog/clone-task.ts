@@ -5,7 +5,7 @@
 // instead of rendering the pod itself, so a clone names the very manifest the
 // dispatcher stored whatever render options the dispatcher runs with. Pure.
 import { parseTask, type Task } from "../../protocol/index.js";
-import type { DispatchRecord } from "../dispatcher/fanout/plan.js";
+import { taskFromRecord, type DispatchRecord } from "../dispatcher/fanout/plan.js";
 import { parseDispatchRecord, recordKey } from "../dispatcher/fanout/ports.js";
 
 export class CloneSourceError extends Error {
@@ -96,21 +96,16 @@ export function cloneTaskFrom(record: DispatchRecord | undefined, want: CloneReq
   if (manifest === undefined || record.task === undefined) {
     throw new CloneSourceError("the dispatch record names no manifest or task template");
   }
-  const task: Task = {
-    ...record.task,
-    task_id: want.taskId,
-    kind: "Deployment",
+  // record.uid is want.parentUid (checked above).
+  const task = taskFromRecord(record, manifest, record.task, {
+    taskId: want.taskId,
     ns: want.ns,
     parent: want.parent,
-    parent_uid: want.parentUid,
-    generation: record.generation,
-    manifest_ref: { key: manifest.key, sha256: manifest.sha256 },
-    hints: { ...record.task.hints, ...want.hints },
-    attempt: 0,
     origin: "clone",
+    hints: want.hints,
     nonce: want.nonce,
     ts: want.ts,
-  };
+  });
   const parsed = parseTask(task);
   if (!parsed.ok) throw new CloneSourceError("the clone task is invalid", { cause: parsed.error });
   return parsed.value;

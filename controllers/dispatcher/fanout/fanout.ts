@@ -20,6 +20,7 @@ import { revivalEligible, revivalUnfinished, type ReviveTarget } from "../logic/
 import {
   needsCensus,
   planFanout,
+  taskFromRecord,
   type DispatchRecord,
   type FanoutPlan,
   type FanoutTarget,
@@ -430,22 +431,15 @@ export class Fanout {
   private revivalTask(r: RenderedWorkload, rec: DispatchRecord, round: number, slot: number): Task {
     const manifest = rec.manifests[0];
     if (manifest === undefined) throw new FanoutError(`the record of ${r.ns}/${r.name} names no manifest`);
-    const template = rec.task ?? taskTemplateOf(r);
-    const task: Task = {
-      task_id: revivalTaskId(r, round, slot),
-      kind: "Deployment",
+    const task = taskFromRecord(rec, manifest, rec.task ?? taskTemplateOf(r), {
+      taskId: revivalTaskId(r, round, slot),
       ns: r.ns,
       parent: r.name,
-      parent_uid: rec.uid,
-      generation: rec.generation,
-      manifest_ref: { key: manifest.key, sha256: manifest.sha256 },
-      ...template,
-      hints: { ...template.hints, [REVIVAL_HINT]: String(round) },
-      attempt: 0,
       origin: "dispatcher",
+      hints: { [REVIVAL_HINT]: String(round) },
       nonce: this.o.nonce(),
       ts: this.o.now(),
-    };
+    });
     const parsed = parseTask(task);
     if (!parsed.ok)
       throw new FanoutError(`revival task for ${r.ns}/${r.name} slot ${slot} is invalid`, {

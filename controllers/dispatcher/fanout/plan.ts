@@ -1,7 +1,7 @@
 // What a reconcile must publish, from the object's current generation and the
 // dispatch record of what was published before (level-based: the same inputs
 // always give the same plan, in any dispatcher, after any restart). Pure.
-import type { WorkloadKind } from "../../../protocol/index.js";
+import type { Task, WorkloadKind } from "../../../protocol/index.js";
 import type { RevivalProgress } from "../logic/revive.js";
 import type { TaskTemplate } from "./render.js";
 
@@ -78,6 +78,46 @@ export interface FanoutPlan {
   writeRecord: boolean;
   /** The Deployment's live watchdogs carry this generation out; the dispatcher only records it. */
   byWatchdogs: boolean;
+}
+
+/** What one Task built from a record carries of its own. */
+export interface RecordTaskFields {
+  taskId: string;
+  ns: string;
+  parent: string;
+  origin: Task["origin"];
+  /** Added to the template's hints. */
+  hints: Record<string, string>;
+  nonce: string;
+  ts: number;
+}
+
+/**
+ * One replica's Task from a Deployment's dispatch record: its generation, its
+ * manifest and `template` (placement, hints). Unchecked: the caller parses it
+ * and names its own error (a watchdog's clone, a dispatcher's revival).
+ */
+export function taskFromRecord(
+  record: Pick<DispatchRecord, "uid" | "generation">,
+  manifest: { key: string; sha256: string },
+  template: TaskTemplate,
+  one: RecordTaskFields,
+): Task {
+  return {
+    ...template,
+    task_id: one.taskId,
+    kind: "Deployment",
+    ns: one.ns,
+    parent: one.parent,
+    parent_uid: record.uid,
+    generation: record.generation,
+    manifest_ref: { key: manifest.key, sha256: manifest.sha256 },
+    hints: { ...template.hints, ...one.hints },
+    attempt: 0,
+    origin: one.origin,
+    nonce: one.nonce,
+    ts: one.ts,
+  };
 }
 
 export function isComplete(r: Pick<DispatchRecord, "next" | "replicas">): boolean {
