@@ -102,14 +102,18 @@ export class ManualClock implements ControllerClock {
   }
 }
 
-/** One re-armable timer: `arm(at)` keeps the earliest deadline, `fire` runs once per expiry. */
+/**
+ * One re-armable timer: `arm(at)` keeps the earliest deadline, `fire` runs once
+ * per expiry and is told the deadline it was due at (how late it fired is the
+ * event loop's lag).
+ */
 export class Alarm {
   private handle: unknown;
   private at: number | null = null;
 
   constructor(
     private readonly clock: ControllerClock,
-    private readonly fire: () => void,
+    private readonly fire: (dueAt: number) => void,
   ) {}
 
   /** Wakes at monotonic time `at` unless an earlier wake is already set. */
@@ -121,7 +125,7 @@ export class Alarm {
       () => {
         this.at = null;
         this.handle = undefined;
-        this.fire();
+        this.fire(at);
       },
       Math.ceil(at - this.clock.monotonic()),
     );

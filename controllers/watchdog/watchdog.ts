@@ -286,8 +286,6 @@ export class Watchdog {
   /** When the next probe is due (monotonic); null until probing starts. */
   private nextProbeMs: number | null = null;
   private probing = false;
-  /** When the timer was set to fire (monotonic), to tell the logic how late it fired. */
-  private alarmAtMs: number | null = null;
   private readonly inflight = new Set<Promise<unknown>>();
   /** Clone Tasks being built or published; a retiring replica finishes them before it goes. */
   private readonly cloning = new Set<Promise<void>>();
@@ -316,7 +314,7 @@ export class Watchdog {
     this.slotPrefix = slotPrefixOf(opts.target.ns, opts.target.parent, opts.target.parentUid);
     this.objectKey = kvKeys.object("beemeshdeployments", opts.target.ns, opts.target.parent);
     this.newTaskId = opts.newTaskId ?? (() => ulid());
-    this.tickAlarm = new Alarm(this.clock, () => this.wake());
+    this.tickAlarm = new Alarm(this.clock, (dueAt) => this.wake(dueAt));
   }
 
   // ----------------------------------------------------------- lifecycle ---
@@ -451,11 +449,10 @@ export class Watchdog {
    * quarter period. Probes and heartbeats then share wake-ups (one per interval
    * with the defaults, both 1 s) instead of running on timers of their own.
    */
-  private wake(): void {
+  private wake(dueAt: number): void {
     const now = this.clock.monotonic();
     // How late the timer fired: the event loop's lag, which the logic credits (logic/replica.ts).
-    const lagMs = this.alarmAtMs !== null ? Math.max(0, now - this.alarmAtMs) : 0;
-    this.alarmAtMs = null;
+    const lagMs = Math.max(0, now - dueAt);
     const health = this.health;
     if (health !== null && this.nextProbeMs !== null) {
       const slackMs = Math.min(health.periodMs, this.settings.intervalMs) / 4;
@@ -697,7 +694,6 @@ export class Watchdog {
     const at = Math.max(Math.min(next ?? Infinity, now + this.settings.intervalMs, probeAt), now + 1);
     this.tickAlarm.cancel();
     this.tickAlarm.arm(at);
-    this.alarmAtMs = at;
   }
 
   private sendHeartbeat(hb: WatchdogHeartbeat): void {
