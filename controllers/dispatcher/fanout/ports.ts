@@ -6,6 +6,7 @@ import {
   makeParser,
   type Event,
   type ProviderRecord,
+  type ProviderState,
   type RemoveRequest,
   type WorkloadKind,
 } from "../../../protocol/index.js";
@@ -52,6 +53,11 @@ export interface ProviderDirectory {
   list(kind: WorkloadKind, ns: string, parent: string): Promise<ProviderRecord[]>;
 }
 
+/** A pod its node reports starting or running: it is there (or coming), not failed or stopped. */
+export function isUp(state: ProviderState): boolean {
+  return state === "starting" || state === "running";
+}
+
 /** Pods some node reports starting or running; each runs a watchdog that can act on a new spec. */
 export interface LiveReplicas {
   count(kind: WorkloadKind, ns: string, parent: string): Promise<number>;
@@ -62,7 +68,7 @@ export function liveReplicasFrom(providers: ProviderDirectory): LiveReplicas {
   return {
     async count(kind, ns, parent) {
       const pods = await providers.list(kind, ns, parent);
-      return pods.filter((p) => p.state === "starting" || p.state === "running").length;
+      return pods.filter((p) => isUp(p.state)).length;
     },
   };
 }

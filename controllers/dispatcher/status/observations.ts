@@ -9,6 +9,7 @@ import {
   type ProviderRecord,
   type WorkloadKind,
 } from "../../../protocol/index.js";
+import { isUp } from "../fanout/ports.js";
 import type { PodEvidence } from "../logic/revive.js";
 import type { PodView } from "./aggregate.js";
 
@@ -31,6 +32,15 @@ export interface Freshness {
 
 export function workloadKeyOf(kind: WorkloadKind, ns: string, name: string): string {
   return `${kind}/${ns}/${name}`;
+}
+
+/** One pod's provider record and heartbeat as of `nowMs`: the entries, and those still fresh. */
+function sample(e: WorkloadPods, pod: string, nowMs: number, f: Freshness) {
+  const p = e.providers.get(pod);
+  const h = e.heartbeats.get(pod);
+  const freshP = p !== undefined && nowMs - p.atMs <= f.providerTtlMs ? p.value : undefined;
+  const freshH = h !== undefined && nowMs - h.atMs <= f.heartbeatTtlMs ? h.value : undefined;
+  return { h, freshP, freshH, providerUp: freshP !== undefined && isUp(freshP.state) };
 }
 
 const KIND_OF_TOKEN: Record<string, WorkloadKind> = { deployment: "Deployment", statefulset: "StatefulSet" };
@@ -113,11 +123,7 @@ export class PodObservations {
     const pods = new Set([...e.providers.keys(), ...e.heartbeats.keys()]);
     const out: PodView[] = [];
     for (const pod of [...pods].sort()) {
-      const p = e.providers.get(pod);
-      const h = e.heartbeats.get(pod);
-      const freshP = p !== undefined && nowMs - p.atMs <= f.providerTtlMs ? p.value : undefined;
-      const freshH = h !== undefined && nowMs - h.atMs <= f.heartbeatTtlMs ? h.value : undefined;
-      const providerUp = freshP !== undefined && (freshP.state === "running" || freshP.state === "starting");
+      const { h, freshP, freshH, providerUp } = sample(e, pod, nowMs, f);
       // A Deployment pod whose watchdog was heard and then fell silent (or said
       // farewell) is gone with its pod or node, although the provider record of
       // a dead node lives on until its TTL: counting it would keep a healed
@@ -145,19 +151,10 @@ export class PodObservations {
     if (!e) return [];
     const out: PodEvidence[] = [];
     for (const pod of new Set([...e.providers.keys(), ...e.heartbeats.keys()])) {
-      const p = e.providers.get(pod);
-      const h = e.heartbeats.get(pod);
+      const { h, freshP, freshH, providerUp } = sample(e, pod, nowMs, f);
       const heartbeat =
-        h === undefined
-          ? "none"
-          : nowMs - h.atMs <= f.heartbeatTtlMs && !h.value.retiring
-            ? "fresh"
-            : "stale";
-      const up =
-        p !== undefined &&
-        nowMs - p.atMs <= f.providerTtlMs &&
-        (p.value.state === "running" || p.value.state === "starting");
-      out.push({ pod, heartbeat, ...(up ? { providerNode: p.value.node_id } : {}) });
+        h === undefined ? "none" : freshH !== undefined && !h.value.retiring ? "fresh" : "stale";
+      out.push({ pod, heartbeat, ...(providerUp ? { providerNode: freshP!.node_id } : {}) });
     }
     return out;
   }
