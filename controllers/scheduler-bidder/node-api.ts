@@ -100,32 +100,25 @@ export interface NodeApiRequester {
 const fromNode = (nodeId: string) => (reply: { principal: { kind: string; nodeId?: string } }) =>
   reply.principal.kind === "node" && reply.principal.nodeId === nodeId;
 
-/** Asks one node agent on its `verb` subject; resolves with the reply that node signed. */
-async function requestNode(
-  bus: NodeApiRequester,
-  nodeId: string,
-  verb: NodeVerb,
-  type: string,
-  req: unknown,
-  timeoutMs: number,
-): Promise<NodeReply> {
-  const r = await bus.request(subjects(bus.prefix).node(nodeId, verb), type, req, {
-    type: NODE_REPLY_TYPE,
-    parse: parseNodeReply,
-    timeoutMs,
-    authorizeReply: fromNode(nodeId),
-  });
-  return r.payload;
-}
-
-/** A request on one verb: (bus, nodeId, request, timeoutMs?) -> the asked node's verified reply. */
+/**
+ * A request on one verb: (bus, nodeId, request, timeoutMs?) resolves with the
+ * reply the asked node signed (its SVID, no other's).
+ */
 function nodeRequest<Req>(verb: NodeVerb, type: string, defaultTimeoutMs: number) {
-  return (
+  return async (
     bus: NodeApiRequester,
     nodeId: string,
     req: Req,
     timeoutMs = defaultTimeoutMs,
-  ): Promise<NodeReply> => requestNode(bus, nodeId, verb, type, req, timeoutMs);
+  ): Promise<NodeReply> => {
+    const r = await bus.request(subjects(bus.prefix).node(nodeId, verb), type, req, {
+      type: NODE_REPLY_TYPE,
+      parse: parseNodeReply,
+      timeoutMs,
+      authorizeReply: fromNode(nodeId),
+    });
+    return r.payload;
+  };
 }
 
 /** Asks a node agent to remove one pod. */
