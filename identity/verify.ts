@@ -393,9 +393,7 @@ export class SvidVerifier {
   }
 
   async verify(input: Uint8Array): Promise<VerifiedSvid> {
-    // A private copy: the caller's buffer could change between hashing and parsing (an await apart).
-    const der = new Uint8Array(input);
-    const fp = sha256Hex(der);
+    const fp = sha256Hex(input);
     const nowMs = this.now();
     const hit = this.cache.get(fp);
     if (hit) {
@@ -409,6 +407,9 @@ export class SvidVerifier {
     this.misses++;
     const pending = this.inflight.get(fp);
     if (pending) return pending;
+    // A private copy, taken in the same synchronous run as the hash: the caller's
+    // buffer could change before parsing (an await later). Cache hits need none.
+    const der = new Uint8Array(input);
     const generation = this.generation;
     const work = (async () => {
       try {

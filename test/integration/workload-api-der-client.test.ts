@@ -11,7 +11,11 @@ import { createCa, issueSvid, type CertificateAuthority } from "../../identity/c
 import { concatDer } from "../../identity/der.js";
 import { spiffeId } from "../../identity/spiffe-id.js";
 import { SvidVerifier, verifySvidChain } from "../../identity/verify.js";
-import { encodeX509SvidResponse, type X509SvidResponseMsg } from "../../identity/workload-api/codec.js";
+import {
+  FETCH_X509_SVID_PATH,
+  encodeX509SvidResponse,
+  type X509SvidResponseMsg,
+} from "../../identity/workload-api/codec.js";
 import {
   WorkloadApiDerClient,
   WorkloadApiResponseError,
@@ -70,7 +74,7 @@ async function rawServer(handler: StreamHandler): Promise<string> {
   server.addService(
     {
       FetchX509SVID: {
-        path: "/SpiffeWorkloadAPI/FetchX509SVID",
+        path: FETCH_X509_SVID_PATH,
         requestStream: false,
         responseStream: true,
         requestSerialize: asIs,
