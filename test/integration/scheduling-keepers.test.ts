@@ -8,16 +8,22 @@ import { waitFor } from "../helpers/wait.js";
 
 const TASKS = 1000;
 const NODES = ["rk-1", "rk-2", "rk-3", "rk-4"];
+// What is tested is the keepers' race for each create, not expiry (scheduling-failover
+// covers that): 1,000 starts in one process can starve renewals past the 3 s default
+// on a loaded CI machine, and the re-awards that follow keep the keepers busy.
+const LEASE_TTL_MS = 15_000;
 
 let mesh: SchedulingMesh;
 
 beforeAll(async () => {
   mesh = await SchedulingMesh.start();
-  for (const name of ["lk-a", "lk-b", "lk-c"]) await mesh.addKeeper(name);
+  for (const name of ["lk-a", "lk-b", "lk-c"])
+    await mesh.addKeeper(name, { logic: { leaseTtlMs: LEASE_TTL_MS } });
   for (const id of NODES) {
     await mesh.addAgent(id, {
       fake: { capacity: { pods: TASKS, cpuMillis: 1_000_000, memoryBytes: 2 ** 40 } },
       bidHoldMs: 5000,
+      leaseTtlMs: LEASE_TTL_MS,
     });
   }
 });
