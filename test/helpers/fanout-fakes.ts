@@ -11,9 +11,11 @@ import {
   RecordConflictError,
   recordKey,
   type DispatchRecord,
+  type FanoutOptions,
   type RecordRef,
   type RecordStore,
 } from "../../controllers/dispatcher/fanout/index.js";
+import { memoryLogger } from "../../controllers/common/log.js";
 
 export class FakeStream {
   readonly accepted: Task[] = [];
@@ -96,4 +98,25 @@ export function deployment(
   });
   if (!parsed.ok) throw parsed.error;
   return parsed.value;
+}
+
+let fakeClockMs = 1_800_000_000_000;
+
+/** A Fanout's options over these fakes: 4 shards, a clock that ticks per read, numbered nonces. */
+export function fakeFanoutOptions(w: {
+  stream: FakeStream;
+  manifests: FakeManifests;
+  records: FakeRecords;
+}): FanoutOptions {
+  let n = 0;
+  return {
+    tasks: w.stream,
+    manifests: w.manifests,
+    records: w.records,
+    render: { natsUrl: "tls://127.0.0.1:4222" },
+    shards: 4,
+    now: () => fakeClockMs++,
+    nonce: () => `nonce-${String(++n).padStart(16, "0")}`,
+    logger: memoryLogger("fanout"),
+  };
 }

@@ -12,8 +12,13 @@ import {
   type WorkloadKind,
 } from "../../protocol/index.js";
 import { Fanout, type FanoutHooks, type LiveReplicas } from "../../controllers/dispatcher/fanout/index.js";
-import { memoryLogger } from "../../controllers/common/log.js";
-import { FakeManifests, FakeRecords, FakeStream, deployment } from "../helpers/fanout-fakes.js";
+import {
+  FakeManifests,
+  FakeRecords,
+  FakeStream,
+  deployment,
+  fakeFanoutOptions,
+} from "../helpers/fanout-fakes.js";
 
 interface World {
   stream: FakeStream;
@@ -36,7 +41,6 @@ function world(): World {
   };
 }
 
-let clock = 1_800_000_000_000;
 function fanout(
   w: World,
   extra: {
@@ -46,22 +50,14 @@ function fanout(
     liveReplicas?: LiveReplicas;
   } = {},
 ): Fanout {
-  let n = 0;
   return new Fanout({
-    tasks: w.stream,
-    manifests: w.manifests,
-    records: w.records,
+    ...fakeFanoutOptions(w),
     providers: {
       list: async (kind: WorkloadKind, ns: string, parent: string) =>
         w.providers.filter((p) => p.kind === kind && p.ns === ns && p.parent === parent),
     },
     remover: { remove: async (node: string, req: RemoveRequest) => void w.removed.push({ node, req }) },
     events: { publishEvent: async (event: Event, msgID: string) => void w.events.push({ event, msgID }) },
-    render: { natsUrl: "tls://127.0.0.1:4222" },
-    shards: 4,
-    now: () => clock++,
-    nonce: () => `nonce-${String(++n).padStart(16, "0")}`,
-    logger: memoryLogger("fanout"),
     ...extra,
   });
 }

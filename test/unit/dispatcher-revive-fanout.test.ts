@@ -12,8 +12,13 @@ import {
   renderWorkload,
   type FanoutHooks,
 } from "../../controllers/dispatcher/fanout/index.js";
-import { memoryLogger } from "../../controllers/common/log.js";
-import { FakeManifests, FakeRecords, FakeStream, deployment } from "../helpers/fanout-fakes.js";
+import {
+  FakeManifests,
+  FakeRecords,
+  FakeStream,
+  deployment,
+  fakeFanoutOptions,
+} from "../helpers/fanout-fakes.js";
 
 interface World {
   stream: FakeStream;
@@ -27,21 +32,11 @@ const world = (): World => ({
   manifests: new FakeManifests(),
 });
 
-let clock = 1_800_000_000_000;
 function fanout(w: World, opts: { hooks?: FanoutHooks; sidecarImage?: string } = {}): Fanout {
-  let n = 0;
+  const base = fakeFanoutOptions(w);
   return new Fanout({
-    tasks: w.stream,
-    manifests: w.manifests,
-    records: w.records,
-    render: {
-      natsUrl: "tls://127.0.0.1:4222",
-      ...(opts.sidecarImage ? { watchdogImage: opts.sidecarImage } : {}),
-    },
-    shards: 4,
-    now: () => clock++,
-    nonce: () => `nonce-${String(++n).padStart(16, "0")}`,
-    logger: memoryLogger("fanout"),
+    ...base,
+    render: { ...base.render, ...(opts.sidecarImage ? { watchdogImage: opts.sidecarImage } : {}) },
     ...(opts.hooks ? { hooks: opts.hooks } : {}),
   });
 }
