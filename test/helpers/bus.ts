@@ -5,7 +5,8 @@ import { ulid } from "ulid";
 import type { Svid } from "../../identity/ca.js";
 import type { NatsRole } from "../../identity/nats-config.js";
 import { Bus, counterValue, newNonce, type BusOptions, type RejectReason } from "../../protocol/bus/index.js";
-import type { Bid, Event, Heartbeat, Task } from "../../protocol/schema/messages.js";
+import type { Bid, Event, Heartbeat, ProviderRecord, Task } from "../../protocol/schema/messages.js";
+import { exampleProviderRecord } from "../../protocol/examples.js";
 import { memoryLogger } from "../../controllers/common/log.js";
 import type { NatsFixture } from "./nats-server.js";
 
@@ -21,6 +22,15 @@ export function sampleBid(nodeId: string, taskId: string = ulid(), now = Date.no
     nonce: newNonce(),
     ts: now,
   };
+}
+
+/** A provider record of default/web's `pod` on node-1 (fencing token 1), with overrides. */
+export function sampleProvider(
+  pod: string,
+  state: ProviderRecord["state"],
+  over: Partial<ProviderRecord> = {},
+): ProviderRecord {
+  return { ...exampleProviderRecord(), pod, state, fencing_token: 1, ...over };
 }
 
 export function sampleHeartbeat(

@@ -14,6 +14,7 @@ import {
   type ProviderState,
   type WorkloadKind,
 } from "../../protocol/index.js";
+import { sampleProvider } from "../helpers/bus.js";
 import { startNats, type NatsFixture } from "../helpers/nats-server.js";
 import { withTimeout } from "../helpers/wait.js";
 
@@ -22,18 +23,8 @@ let dispatcherNc: NatsConnection;
 let nodeNc: NatsConnection;
 let nodeKv: KV;
 
-const record = (kind: WorkloadKind, parent: string, pod: string, state: ProviderState): ProviderRecord => ({
-  ns: "default",
-  kind,
-  parent,
-  pod,
-  node_id: "node-1",
-  task_id: "01HF7YAT00SP7ZQ8GM4CVZ7K5V",
-  fencing_token: 1,
-  generation: 1,
-  state,
-  ts: Date.now(),
-});
+const record = (kind: WorkloadKind, parent: string, pod: string, state: ProviderState): ProviderRecord =>
+  sampleProvider(pod, state, { kind, parent, ts: Date.now() });
 
 const put = (r: ProviderRecord) =>
   nodeKv.put(kvKeys.provider(r.kind, r.ns, r.parent, r.pod), JSON.stringify(r));

@@ -26,6 +26,7 @@ import type {
   WorkloadSource,
 } from "../../controllers/dispatcher/fanout/index.js";
 import { memoryLogger } from "../../controllers/common/log.js";
+import { sampleProvider } from "../helpers/bus.js";
 import { waitFor } from "../helpers/wait.js";
 
 function deployment(
@@ -180,18 +181,7 @@ function providerRecord(
   kind: WorkloadKind = "Deployment",
   parent = "web",
 ): ProviderRecord {
-  return {
-    ns: "default",
-    kind,
-    parent,
-    pod,
-    node_id: "node-1",
-    task_id: "01HF7YAT00SP7ZQ8GM4CVZ7K5V",
-    fencing_token: 1,
-    generation,
-    state,
-    ts: 1,
-  };
+  return sampleProvider(pod, state, { generation, kind, parent, ts: 1 });
 }
 const heartbeat = (pod: string, ready: boolean, generation = 1): Heartbeat => ({
   pod,
